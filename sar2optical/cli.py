@@ -1,0 +1,31 @@
+"""What the entry scripts share: absl setup and one clear line for user errors."""
+
+import logging as std_logging
+import sys
+from collections.abc import Callable
+
+from absl import app, logging
+
+from sar2optical.errors import Sar2OpticalError
+
+
+class _QuietLibraries(std_logging.Filter):
+  """Drops the INFO chatter of Orbax and Grain (a dozen lines per checkpoint); keeps their warnings."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    noisy = "/orbax/" in record.pathname or "/grain/" in record.pathname
+    return record.levelno >= std_logging.WARNING or not noisy
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+  """`absl.app.run(main)`, turning a Sar2OpticalError into `error: <message>` and exit status 2."""
+  def guarded(argv: list[str]) -> None:
+    logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(_QuietLibraries())
+    try:
+      main(argv)
+    except Sar2OpticalError as error:
+      logging.flush()
+      print(f"error: {error}", file=sys.stderr)
+      sys.exit(2)
+  app.run(guarded)

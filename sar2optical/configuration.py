@@ -1,0 +1,67 @@
+"""Checks of a training config, run before anything is compiled; each error names its field."""
+
+import ml_collections
+
+from sar2optical import models
+from sar2optical.errors import ConfigError
+
+CHOICES = {
+    "data.augment": ("none",),
+    "model.upsampling": ("none", "nearest", "bilinear"),
+    "model.disc": ("patch", "pixel"),
+    "schedule.name": ("constant", "linear_decay"),
+}
+POSITIVE_INTS = ("image_size", "batch_size", "num_train_steps", "log_every_steps", "checkpoint_every_steps",
+                 "sample_every_steps", "keep_checkpoints", "model.levels", "model.disc_layers")
+
+
+def field(config: ml_collections.ConfigDict, name: str):
+  """The value of a dotted field; ConfigError naming it when absent."""
+  value = config
+  for part in name.split("."):
+    if part not in value:
+      raise ConfigError(f"config.{name}: missing field")
+    value = value[part]
+  return value
+
+
+def validate(config: ml_collections.ConfigDict, num_data_shards: int = 1) -> None:
+  """Raises ConfigError for the first bad field. `num_data_shards`: devices the batch is split over."""
+  for name in POSITIVE_INTS:
+    value = field(config, name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise ConfigError(f"config.{name}: must be a positive integer, got {value!r}")
+  for name, choices in CHOICES.items():
+    value = field(config, name)
+    if value not in choices:
+      raise ConfigError(f"config.{name}: must be one of {', '.join(choices)}; got {value!r}")
+  if not field(config, "data.root"):
+    raise ConfigError("config.data.root: not set; point it at a SEN1-2 folder (Kaggle layout <class>/s1, <class>/s2),"
+                      " e.g. --config.data.root=/path/to/v_2")
+  levels = config.model.levels
+  if levels > len(models.UNET_WIDTHS):
+    raise ConfigError(f"config.model.levels: at most {len(models.UNET_WIDTHS)}, got {levels}")
+  if config.image_size % 2**levels:
+    raise ConfigError(f"config.image_size: {config.image_size} is not a multiple of 2**model.levels = {2**levels}")
+  if config.model.disc == "patch" and models.patch_logits_size(config.image_size, config.model.disc_layers) < 1:
+    raise ConfigError(f"config.model.disc_layers: {config.model.disc_layers} layers leave no PatchGAN output at "
+                      f"image_size {config.image_size}")
+  if config.model.in_channels not in (1, 3):
+    raise ConfigError(f"config.model.in_channels: must be 1 (SEN1-2 SAR) or 3 (the original's checkpoints); "
+                      f"got {config.model.in_channels!r}")
+  if not 0.0 <= config.model.dropout_rate < 1.0:
+    raise ConfigError(f"config.model.dropout_rate: must be in [0, 1), got {config.model.dropout_rate!r}")
+  if config.batch_size < 2:
+    raise ConfigError(f"config.batch_size: must be at least 2 (BatchNorm at the U-Net bottleneck); got {config.batch_size}")
+  if config.batch_size % num_data_shards:
+    raise ConfigError(f"config.batch_size: {config.batch_size} is not divisible by the {num_data_shards} devices "
+                      "the batch is sharded over")
+  for name in ("optimizer.learning_rate", "loss.lambda_l1"):
+    if not field(config, name) >= 0:
+      raise ConfigError(f"config.{name}: must be non-negative, got {field(config, name)!r}")
+  for name in ("optimizer.b1", "optimizer.b2"):
+    if not 0.0 <= field(config, name) < 1.0:
+      raise ConfigError(f"config.{name}: must be in [0, 1), got {field(config, name)!r}")
+  if not 0.0 <= config.schedule.decay_start_fraction <= 1.0:
+    raise ConfigError(f"config.schedule.decay_start_fraction: must be in [0, 1], "
+                      f"got {config.schedule.decay_start_fraction!r}")

@@ -1,0 +1,201 @@
+"""Pix2Pix networks in Flax linen, equal to the PyTorch SAR2Optical model.
+
+Layout is NHWC. Module names mirror the PyTorch state_dict (`enc1` ↔ `encoder.enc1`, `dec3` ↔
+`decoder.dec3`, `head`, discriminator `block0` ↔ `model.model.0`), so `torch_weights` maps one onto
+the other by name. Nothing here knows about data, training or checkpoints.
+"""
+
+from collections.abc import Sequence
+from typing import Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+#: Encoder widths of the original 8-level U-Net; L levels keep the first L.
+UNET_WIDTHS: tuple[int, ...] = (64, 128, 256, 512, 512, 512, 512, 512)
+Upsampling = Literal["none", "nearest", "bilinear"]
+
+conv_init = nn.initializers.normal(stddev=0.02)
+
+
+def norm_scale_init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
+  """BatchNorm scale ~ N(1, 0.02), as the original initialises it."""
+  return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+
+def _pad(p: int) -> tuple[tuple[int, int], tuple[int, int]]:
+  return ((p, p), (p, p))
+
+
+class BatchNorm(nn.Module):
+  """BatchNorm with PyTorch's semantics.
+
+  Training normalises with the biased batch variance but updates the running variance with the
+  unbiased one (`var * n / (n - 1)`), as `torch.nn.BatchNorm2d` does; Flax's built-in uses the
+  biased variance for both. `momentum` is PyTorch's (weight of the new batch).
+  Under `jax.jit` with a batch sharded over devices the statistics are those of the global batch.
+  """
+  momentum: float = 0.1
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    features = x.shape[-1]
+    scale = self.param("scale", norm_scale_init, (features,))
+    bias = self.param("bias", nn.initializers.zeros, (features,))
+    running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+    running_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+    if train:
+      axes = tuple(range(x.ndim - 1))
+      count = x.size // features
+      mean = jnp.mean(x, axes)
+      var = jnp.mean(jnp.square(x - mean), axes)
+      if not self.is_initializing():
+        m = self.momentum
+        running_mean.value = (1 - m) * running_mean.value + m * mean
+        running_var.value = (1 - m) * running_var.value + m * var * (count / max(count - 1, 1))
+    else:
+      mean, var = running_mean.value, running_var.value
+    return (x - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
+
+
+class DownBlock(nn.Module):
+  """Conv 4×4 (stride 2, pad 1) → [BatchNorm] → LeakyReLU(0.2); the conv has a bias only without norm."""
+  features: int
+  use_norm: bool = True
+  stride: int = 2
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    x = nn.Conv(self.features, (4, 4), strides=self.stride, padding=_pad(1), use_bias=not self.use_norm,
+                kernel_init=conv_init, name="conv")(x)
+    if self.use_norm:
+      x = BatchNorm(name="norm")(x, train)
+    return nn.leaky_relu(x, 0.2)
+
+
+class ConvTranspose4x4(nn.Module):
+  """PyTorch's ConvTranspose2d(kernel 4, stride 2, padding 1, no bias), in one of two equal forms.
+
+  The kernel is stored as Flax's transposed layout (kh, kw, out, in), i.e. PyTorch's
+  (in, out, kh, kw) permuted. `method="subpixel"` computes each of the four output phases as a 2×2
+  stride-1 convolution and interleaves them (depth-to-space): the same result, but XLA:CPU
+  differentiates it several times faster than the input-dilated convolution of `method="dilated"`.
+  """
+  features: int
+  method: Literal["subpixel", "dilated"] = "subpixel"
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", conv_init, (4, 4, self.features, x.shape[-1]))
+    if self.method == "dilated":
+      # PyTorch padding p of a transposed conv is lax padding k - 1 - p on the dilated input.
+      return jax.lax.conv_transpose(x, kernel, (2, 2), _pad(2), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                    transpose_kernel=True)
+    # Output row 2m reads input rows (m-1, m) through kernel rows (3, 1); row 2m+1 reads (m, m+1)
+    # through (2, 0). Likewise for columns.
+    taps = {0: jnp.array([3, 1]), 1: jnp.array([2, 0])}
+    pads = {0: (1, 0), 1: (0, 1)}
+    hwio = kernel.transpose(0, 1, 3, 2)
+    phases = [[jax.lax.conv_general_dilated(x, hwio[taps[a]][:, taps[b]], (1, 1), (pads[a], pads[b]),
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+               for b in (0, 1)] for a in (0, 1)]
+    y = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # (B, H, 2, W, 2, C)
+    b, h, _, w, _, c = y.shape
+    return y.reshape(b, 2 * h, 2 * w, c)
+
+
+class UpBlock(nn.Module):
+  """×2 up-convolution (no bias) → BatchNorm → [Dropout] → ReLU.
+
+  `upsampling="none"` is ConvTranspose 4×4 stride 2 pad 1; "nearest"/"bilinear" resize ×2 and
+  apply a 3×3 conv, as the original's upsampling variant.
+  """
+  features: int
+  dropout_rate: float = 0.0
+  upsampling: Upsampling = "none"
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    if self.upsampling == "none":
+      x = ConvTranspose4x4(self.features, name="up")(x)
+    else:
+      b, h, w, c = x.shape
+      x = jax.image.resize(x, (b, 2 * h, 2 * w, c), method=self.upsampling)
+      x = nn.Conv(self.features, (3, 3), padding=_pad(1), use_bias=False, kernel_init=conv_init, name="conv")(x)
+    x = BatchNorm(name="norm")(x, train)
+    if self.dropout_rate > 0:
+      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    return nn.relu(x)
+
+
+class UNetGenerator(nn.Module):
+  """U-Net generator with skips: `levels` down blocks, mirrored up blocks, Conv 3×3 head → tanh.
+
+  Decoder block i < L outputs the width of encoder level L-1-i and is followed by
+  concat(skip, output); block L maps to 64 channels. Dropout sits on the innermost
+  min(3, L-1) decoder blocks. The input size must be a multiple of 2**levels.
+  """
+  levels: int = 8
+  out_channels: int = 3
+  upsampling: Upsampling = "none"
+  dropout_rate: float = 0.5
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    widths = UNET_WIDTHS[:self.levels]
+    skips = []
+    for i, width in enumerate(widths):
+      x = DownBlock(width, use_norm=i > 0, name=f"enc{i + 1}")(x, train)
+      skips.append(x)
+    x = skips[-1]
+    for i in range(1, self.levels + 1):
+      width = widths[self.levels - 1 - i] if i < self.levels else 64
+      rate = self.dropout_rate if i <= min(3, self.levels - 1) else 0.0
+      x = UpBlock(width, rate, self.upsampling, name=f"dec{i}")(x, train)
+      if i < self.levels:
+        x = jnp.concatenate([skips[self.levels - 1 - i], x], axis=-1)
+    x = nn.Conv(self.out_channels, (3, 3), padding=_pad(1), kernel_init=conv_init, name="head")(x)
+    return jnp.tanh(x)
+
+
+class PatchDiscriminator(nn.Module):
+  """PatchGAN on concat(SAR, optical): C64 (no norm) C128 C256 … C512 (stride 1) → Conv 4×4 to logits.
+
+  With `layers=3` this is the 70×70 PatchGAN: 30×30 logits at 256².
+  """
+  layers: int = 3
+  features: int = 64
+
+  @nn.compact
+  def __call__(self, sar: jax.Array, optical: jax.Array, train: bool) -> jax.Array:
+    x = jnp.concatenate([sar, optical], axis=-1)
+    x = DownBlock(self.features, use_norm=False, name="block0")(x, train)
+    for n in range(1, self.layers):
+      x = DownBlock(self.features * min(2**n, 8), name=f"block{n}")(x, train)
+    x = DownBlock(self.features * min(2**self.layers, 8), stride=1, name=f"block{self.layers}")(x, train)
+    return nn.Conv(1, (4, 4), padding=_pad(1), kernel_init=conv_init, name="final")(x)
+
+
+class PixelDiscriminator(nn.Module):
+  """The 1×1 "pixel" discriminator of pix2pix: per-pixel real/fake logits."""
+  features: int = 64
+
+  @nn.compact
+  def __call__(self, sar: jax.Array, optical: jax.Array, train: bool) -> jax.Array:
+    x = jnp.concatenate([sar, optical], axis=-1)
+    x = nn.leaky_relu(nn.Conv(self.features, (1, 1), kernel_init=conv_init, name="conv0")(x), 0.2)
+    x = nn.Conv(2 * self.features, (1, 1), use_bias=False, kernel_init=conv_init, name="conv1")(x)
+    x = nn.leaky_relu(BatchNorm(name="norm1")(x, train), 0.2)
+    return nn.Conv(1, (1, 1), use_bias=False, kernel_init=conv_init, name="final")(x)
+
+
+def patch_logits_size(image_size: int, layers: int) -> int:
+  """Side of the PatchGAN logit map for a square input (0 means the input is too small)."""
+  size = image_size
+  for _ in range(layers):
+    size = (size + 2 - 4) // 2 + 1
+  for _ in range(2):  # the stride-1 block and the final conv
+    size = size + 2 - 4 + 1
+  return max(size, 0)

@@ -1,0 +1,135 @@
+"""The training loop behind `train.py`: split, state, data, steps, logs, checkpoints, resume."""
+
+import json
+import pathlib
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from sar2optical import checkpoint, configuration, training
+from sar2optical.data import pairs as pairs_lib
+from sar2optical.data import pipeline
+from sar2optical.data.images import load_pair
+from sar2optical.metric_writer import MetricWriter, pair_grid
+from sar2optical.pixels import PixelSpec
+
+SAMPLE_PAIRS = 4
+
+
+def resolve_split(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+                  pairs: Sequence[pairs_lib.Pair]) -> dict:
+  """The run's split, kept in `WORKDIR/split.json` so eval and resumed runs use the same one.
+
+  An explicit `data.split_file` wins; else an existing `WORKDIR/split.json`; else a seeded
+  0.8/0.1/0.1 split by scene is made and written there.
+  """
+  split_path = workdir / "split.json"
+  if config.data.split_file:
+    split = pairs_lib.read_split(config.data.split_file)
+  elif split_path.exists():
+    return pairs_lib.read_split(split_path)
+  else:
+    split = pairs_lib.make_split(pairs, seed=config.seed)
+  pairs_lib.write_split(split_path, split)
+  return split
+
+
+def format_duration(seconds: float) -> str:
+  seconds = int(seconds)
+  hours, rest = divmod(seconds, 3600)
+  return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> training.TrainState:
+  """Trains until `config.num_train_steps`, resuming from the latest checkpoint in `workdir`."""
+  mesh = training.make_mesh()
+  configuration.validate(config, num_data_shards=mesh.size)
+  workdir = pathlib.Path(workdir).resolve()
+  root = pathlib.Path(config.data.root).expanduser().resolve()
+  all_pairs = pairs_lib.find_pairs(root)
+  workdir.mkdir(parents=True, exist_ok=True)
+  split = resolve_split(config, workdir, all_pairs)
+  train_pairs = pairs_lib.select(all_pairs, split, "train")
+  sample_pairs = (pairs_lib.select(all_pairs, split, "val") or train_pairs)[:SAMPLE_PAIRS]
+  logging.info("Data: %d pairs in %s; %d for training (split %s)", len(all_pairs), root, len(train_pairs),
+               workdir / "split.json")
+
+  pixels = PixelSpec()
+  model = training.make_pix2pix(config, pixels)
+  data_iterator = pipeline.train_iterator(
+      root, train_pairs, image_size=config.image_size, in_channels=config.model.in_channels,
+      global_batch_size=config.batch_size, seed=config.seed, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  checkpoints = checkpoint.Checkpoints(workdir, keep=config.keep_checkpoints)
+  start_step = checkpoints.latest_step()
+  if start_step is None:
+    state = training.create_state(model, mesh, config.seed, config.image_size, config.model.in_channels)
+    start_step = 0
+    if jax.process_index() == 0:
+      (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+  else:
+    abstract = training.abstract_state(model, mesh, config.image_size, config.model.in_channels)
+    state = checkpoints.restore(start_step, abstract, data_iterator)
+    logging.info("Resuming from the checkpoint at step %d in %s", start_step, checkpoints.directory)
+  train_step = training.jit_train_step(model, mesh)
+  sample_sar, sample_optical = _load_samples(root, sample_pairs, config)
+  writer = MetricWriter(workdir)
+  num_steps = config.num_train_steps
+  pending: list[dict[str, jax.Array]] = []
+  window_start, window_steps = time.perf_counter(), 0
+
+  def save(step: int) -> None:
+    checkpoints.save(step, state, data_iterator, checkpoint.make_metadata(config, pixels, step))
+
+  for step in range(start_step + 1, num_steps + 1):
+    batch = training.global_batch(next(data_iterator), mesh)
+    if step == start_step + 1:
+      compile_start = time.perf_counter()
+      state, metrics = train_step(state, batch)
+      jax.block_until_ready(state.step)
+      logging.info("Compiled and ran the first step in %.1f s", time.perf_counter() - compile_start)
+      window_start = time.perf_counter()
+    else:
+      state, metrics = train_step(state, batch)
+      window_steps += 1
+    pending.append(metrics)
+    if step % config.log_every_steps == 0 or step == num_steps:
+      means = {k: float(v) for k, v in jax.device_get(jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending)).items()}
+      pending = []
+      elapsed = time.perf_counter() - window_start
+      steps_per_second = window_steps / elapsed if window_steps and elapsed > 0 else float("nan")
+      means.update(steps_per_second=steps_per_second, images_per_second=steps_per_second * config.batch_size,
+                   learning_rate=float(training.learning_rate_schedule(config)(step - 1)))
+      writer.write_scalars(step, means)
+      eta = format_duration((num_steps - step) / steps_per_second) if steps_per_second > 0 else "?"
+      logging.info("step %d/%d  loss_D %.3f  loss_G %.3f (GAN %.3f, L1 %.4f)  %.2f steps/s  %.1f img/s  ETA %s",
+                   step, num_steps, means["loss_D"], means["loss_G"], means["loss_G_GAN"], means["loss_G_L1"],
+                   steps_per_second, means["images_per_second"], eta)
+      window_start, window_steps = time.perf_counter(), 0
+    if step % config.sample_every_steps == 0 or step == num_steps:
+      fake = training.generate(model, state.g_params, state.g_stats, sample_sar)
+      grid = pair_grid(zip(np.asarray(sample_sar), pixels.to_uint8(fake), np.asarray(sample_optical)))
+      writer.write_image(step, "samples", grid)
+    if step % config.checkpoint_every_steps == 0 or step == num_steps:
+      save(step)
+  checkpoints.wait()
+  checkpoints.close()
+  writer.close()
+  logging.info("Done: step %d; checkpoints in %s", int(state.step), checkpoints.directory)
+  return state
+
+
+def _load_samples(root: pathlib.Path, sample_pairs: Sequence[pairs_lib.Pair],
+                  config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray]:
+  """A fixed few pairs (validation if any) whose translations go into the sample grids."""
+  loaded = [load_pair(root, p, config.image_size, config.model.in_channels) for p in sample_pairs]
+  return np.stack([p["sar"] for p in loaded]), np.stack([p["optical"] for p in loaded])
+
+
+def describe(config: ml_collections.ConfigDict) -> str:
+  return json.dumps(config.to_dict(), sort_keys=True)
