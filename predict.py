@@ -25,8 +25,8 @@ flags.mark_flags_as_required(["workdir", "input", "output"])
 
 def main(argv: list[str]) -> None:
   del argv
-  inputs = prediction.find_inputs(_INPUT.value)
   generator = load_generator(_WORKDIR.value, _STEP.value)
+  inputs = prediction.find_inputs(_INPUT.value)
   logging.info("Translating %d images with step %d of %s", len(inputs), generator.step, _WORKDIR.value)
   counts = prediction.translate_files(generator, inputs, pathlib.Path(_OUTPUT.value), batch_size=_BATCH_SIZE.value,
                                       overwrite=_OVERWRITE.value)
