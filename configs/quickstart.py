@@ -16,7 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
   config = pix2pix.get_config()
   config.image_size = 64
   config.batch_size = 8
-  config.num_train_steps = 300
+  config.num_train_steps = 200
   config.data.root = "demo_data"
   config.model.levels = 6
   config.log_every_steps = 25

@@ -3,7 +3,7 @@
 import dataclasses
 import functools
 import pathlib
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import ml_collections
@@ -13,22 +13,36 @@ from sar2optical import checkpoint, training
 from sar2optical.pixels import PixelSpec
 
 
+Mode = Literal["eval", "train"]
+
+
 @dataclasses.dataclass
 class TrainedGenerator:
-  """The generator of one checkpoint, in eval mode (running BatchNorm statistics, no dropout)."""
+  """The generator of one checkpoint in an explicit inference mode.
+
+  `eval`: running BatchNorm statistics, no dropout (the original SAR2Optical's default, and ours).
+  `train`: batch statistics and dropout, as the pix2pix authors test; needs batches of ≥ 2 and
+  uses a fixed dropout key, so results are reproducible for a given batch.
+  """
   config: ml_collections.ConfigDict
   pixels: PixelSpec
   step: int
   model: training.Pix2Pix
   g_params: Any
   g_stats: Any
+  mode: Mode = "eval"
 
   @functools.cached_property
   def _forward(self):
-    return jax.jit(lambda params, stats, sar: training.generate(self.model, params, stats, sar))
+    train = self.mode == "train"
+    dropout_rng = jax.random.PRNGKey(self.config.seed) if train else None
+    return jax.jit(lambda params, stats, sar: training.generate(self.model, params, stats, sar, train=train,
+                                                                 dropout_rng=dropout_rng))
 
   def __call__(self, sar: np.ndarray) -> jax.Array:
     """uint8 SAR (B, S, S, in_channels) → generator output in the model range."""
+    if self.mode == "train" and len(sar) < 2:
+      raise ValueError("train-mode inference needs a batch of at least 2 (BatchNorm batch statistics)")
     return self._forward(self.g_params, self.g_stats, sar)
 
   @property
@@ -40,7 +54,7 @@ class TrainedGenerator:
     return self.config.model.in_channels
 
 
-def load_generator(workdir: str | pathlib.Path, step: str | int = "latest") -> TrainedGenerator:
+def load_generator(workdir: str | pathlib.Path, step: str | int = "latest", mode: Mode = "eval") -> TrainedGenerator:
   """Restores the generator of `step` ('latest' or a number) with its config and pixel mapping."""
   checkpoints = checkpoint.Checkpoints(workdir, create=False)
   step = checkpoints.resolve_step(step)
@@ -52,4 +66,4 @@ def load_generator(workdir: str | pathlib.Path, step: str | int = "latest") -> T
   abstract = training.abstract_state(model, mesh, config.image_size, config.model.in_channels)
   state = checkpoints.restore(step, abstract)
   checkpoints.close()
-  return TrainedGenerator(config, pixels, step, model, state.g_params, state.g_stats)
+  return TrainedGenerator(config, pixels, step, model, state.g_params, state.g_stats, mode)

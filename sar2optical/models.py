@@ -6,7 +6,7 @@ the other by name. Nothing here knows about data, training or checkpoints.
 """
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
@@ -15,8 +15,10 @@ import jax.numpy as jnp
 #: Encoder widths of the original 8-level U-Net; L levels keep the first L.
 UNET_WIDTHS: tuple[int, ...] = (64, 128, 256, 512, 512, 512, 512, 512)
 Upsampling = Literal["none", "nearest", "bilinear"]
+TransposeMethod = Literal["subpixel", "dilated"]
 
 conv_init = nn.initializers.normal(stddev=0.02)
+Dtype = Any  # a computation dtype: jnp.float32, or jnp.bfloat16 for mixed precision
 
 
 def norm_scale_init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
@@ -35,12 +37,15 @@ class BatchNorm(nn.Module):
   unbiased one (`var * n / (n - 1)`), as `torch.nn.BatchNorm2d` does; Flax's built-in uses the
   biased variance for both. `momentum` is PyTorch's (weight of the new batch).
   Under `jax.jit` with a batch sharded over devices the statistics are those of the global batch.
+  Statistics and normalisation run in float32 whatever the input's dtype; the output has the input's.
   """
   momentum: float = 0.1
   epsilon: float = 1e-5
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    dtype = x.dtype
+    x = x.astype(jnp.float32)
     features = x.shape[-1]
     scale = self.param("scale", norm_scale_init, (features,))
     bias = self.param("bias", nn.initializers.zeros, (features,))
@@ -57,7 +62,7 @@ class BatchNorm(nn.Module):
         running_var.value = (1 - m) * running_var.value + m * var * (count / max(count - 1, 1))
     else:
       mean, var = running_mean.value, running_var.value
-    return (x - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
+    return ((x - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias).astype(dtype)
 
 
 class DownBlock(nn.Module):
@@ -65,11 +70,12 @@ class DownBlock(nn.Module):
   features: int
   use_norm: bool = True
   stride: int = 2
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = nn.Conv(self.features, (4, 4), strides=self.stride, padding=_pad(1), use_bias=not self.use_norm,
-                kernel_init=conv_init, name="conv")(x)
+                kernel_init=conv_init, dtype=self.dtype, name="conv")(x)
     if self.use_norm:
       x = BatchNorm(name="norm")(x, train)
     return nn.leaky_relu(x, 0.2)
@@ -84,11 +90,13 @@ class ConvTranspose4x4(nn.Module):
   differentiates it several times faster than the input-dilated convolution of `method="dilated"`.
   """
   features: int
-  method: Literal["subpixel", "dilated"] = "subpixel"
+  method: TransposeMethod = "subpixel"
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param("kernel", conv_init, (4, 4, self.features, x.shape[-1]))
+    kernel = self.param("kernel", conv_init, (4, 4, self.features, x.shape[-1])).astype(self.dtype)
+    x = x.astype(self.dtype)
     if self.method == "dilated":
       # PyTorch padding p of a transposed conv is lax padding k - 1 - p on the dilated input.
       return jax.lax.conv_transpose(x, kernel, (2, 2), _pad(2), dimension_numbers=("NHWC", "HWIO", "NHWC"),
@@ -115,15 +123,18 @@ class UpBlock(nn.Module):
   features: int
   dropout_rate: float = 0.0
   upsampling: Upsampling = "none"
+  dtype: Dtype = jnp.float32
+  transpose_method: TransposeMethod = "subpixel"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     if self.upsampling == "none":
-      x = ConvTranspose4x4(self.features, name="up")(x)
+      x = ConvTranspose4x4(self.features, self.transpose_method, self.dtype, name="up")(x)
     else:
       b, h, w, c = x.shape
       x = jax.image.resize(x, (b, 2 * h, 2 * w, c), method=self.upsampling)
-      x = nn.Conv(self.features, (3, 3), padding=_pad(1), use_bias=False, kernel_init=conv_init, name="conv")(x)
+      x = nn.Conv(self.features, (3, 3), padding=_pad(1), use_bias=False, kernel_init=conv_init, dtype=self.dtype,
+                  name="conv")(x)
     x = BatchNorm(name="norm")(x, train)
     if self.dropout_rate > 0:
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
@@ -135,60 +146,69 @@ class UNetGenerator(nn.Module):
 
   Decoder block i < L outputs the width of encoder level L-1-i and is followed by
   concat(skip, output); block L maps to 64 channels. Dropout sits on the innermost
-  min(3, L-1) decoder blocks. The input size must be a multiple of 2**levels.
+  min(3, L-1) decoder blocks. The input size must be a multiple of 2**levels. Parameters are
+  float32; `dtype` is the computation dtype (bfloat16 for mixed precision); the output is float32.
+  `transpose_method` picks one of two equal forms of the transposed convolution (same parameters).
   """
   levels: int = 8
   out_channels: int = 3
   upsampling: Upsampling = "none"
   dropout_rate: float = 0.5
+  dtype: Dtype = jnp.float32
+  transpose_method: TransposeMethod = "subpixel"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     widths = UNET_WIDTHS[:self.levels]
     skips = []
     for i, width in enumerate(widths):
-      x = DownBlock(width, use_norm=i > 0, name=f"enc{i + 1}")(x, train)
+      x = DownBlock(width, use_norm=i > 0, dtype=self.dtype, name=f"enc{i + 1}")(x, train)
       skips.append(x)
     x = skips[-1]
     for i in range(1, self.levels + 1):
       width = widths[self.levels - 1 - i] if i < self.levels else 64
       rate = self.dropout_rate if i <= min(3, self.levels - 1) else 0.0
-      x = UpBlock(width, rate, self.upsampling, name=f"dec{i}")(x, train)
+      x = UpBlock(width, rate, self.upsampling, self.dtype, self.transpose_method, name=f"dec{i}")(x, train)
       if i < self.levels:
         x = jnp.concatenate([skips[self.levels - 1 - i], x], axis=-1)
-    x = nn.Conv(self.out_channels, (3, 3), padding=_pad(1), kernel_init=conv_init, name="head")(x)
-    return jnp.tanh(x)
+    x = nn.Conv(self.out_channels, (3, 3), padding=_pad(1), kernel_init=conv_init, dtype=self.dtype, name="head")(x)
+    return jnp.tanh(x.astype(jnp.float32))
 
 
 class PatchDiscriminator(nn.Module):
   """PatchGAN on concat(SAR, optical): C64 (no norm) C128 C256 … C512 (stride 1) → Conv 4×4 to logits.
 
-  With `layers=3` this is the 70×70 PatchGAN: 30×30 logits at 256².
+  With `layers=3` this is the 70×70 PatchGAN: 30×30 logits at 256². Logits are float32.
   """
   layers: int = 3
   features: int = 64
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, sar: jax.Array, optical: jax.Array, train: bool) -> jax.Array:
     x = jnp.concatenate([sar, optical], axis=-1)
-    x = DownBlock(self.features, use_norm=False, name="block0")(x, train)
+    x = DownBlock(self.features, use_norm=False, dtype=self.dtype, name="block0")(x, train)
     for n in range(1, self.layers):
-      x = DownBlock(self.features * min(2**n, 8), name=f"block{n}")(x, train)
-    x = DownBlock(self.features * min(2**self.layers, 8), stride=1, name=f"block{self.layers}")(x, train)
-    return nn.Conv(1, (4, 4), padding=_pad(1), kernel_init=conv_init, name="final")(x)
+      x = DownBlock(self.features * min(2**n, 8), dtype=self.dtype, name=f"block{n}")(x, train)
+    x = DownBlock(self.features * min(2**self.layers, 8), stride=1, dtype=self.dtype,
+                  name=f"block{self.layers}")(x, train)
+    x = nn.Conv(1, (4, 4), padding=_pad(1), kernel_init=conv_init, dtype=self.dtype, name="final")(x)
+    return x.astype(jnp.float32)
 
 
 class PixelDiscriminator(nn.Module):
-  """The 1×1 "pixel" discriminator of pix2pix: per-pixel real/fake logits."""
+  """The 1×1 "pixel" discriminator of pix2pix: per-pixel real/fake logits (float32)."""
   features: int = 64
+  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, sar: jax.Array, optical: jax.Array, train: bool) -> jax.Array:
     x = jnp.concatenate([sar, optical], axis=-1)
-    x = nn.leaky_relu(nn.Conv(self.features, (1, 1), kernel_init=conv_init, name="conv0")(x), 0.2)
-    x = nn.Conv(2 * self.features, (1, 1), use_bias=False, kernel_init=conv_init, name="conv1")(x)
+    x = nn.leaky_relu(nn.Conv(self.features, (1, 1), kernel_init=conv_init, dtype=self.dtype, name="conv0")(x), 0.2)
+    x = nn.Conv(2 * self.features, (1, 1), use_bias=False, kernel_init=conv_init, dtype=self.dtype, name="conv1")(x)
     x = nn.leaky_relu(BatchNorm(name="norm1")(x, train), 0.2)
-    return nn.Conv(1, (1, 1), use_bias=False, kernel_init=conv_init, name="final")(x)
+    x = nn.Conv(1, (1, 1), use_bias=False, kernel_init=conv_init, dtype=self.dtype, name="final")(x)
+    return x.astype(jnp.float32)
 
 
 def patch_logits_size(image_size: int, layers: int) -> int:

@@ -10,19 +10,21 @@ is sharded over a `data` mesh axis, the state is replicated, BatchNorm sees the 
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from sar2optical import losses, models
 from sar2optical.pixels import PixelSpec
+
+if TYPE_CHECKING:  # configs are ml_collections.ConfigDicts; read by attribute only, so not imported here
+  import ml_collections
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -53,18 +55,22 @@ class Pix2Pix:
   pixels: PixelSpec
 
 
-def make_generator(model_config: ml_collections.ConfigDict) -> models.UNetGenerator:
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def make_generator(model_config: "ml_collections.ConfigDict") -> models.UNetGenerator:
   return models.UNetGenerator(levels=model_config.levels, upsampling=model_config.upsampling,
-                              dropout_rate=model_config.dropout_rate)
+                              dropout_rate=model_config.dropout_rate, dtype=COMPUTE_DTYPES[model_config.dtype])
 
 
-def make_discriminator(model_config: ml_collections.ConfigDict) -> nn.Module:
+def make_discriminator(model_config: "ml_collections.ConfigDict") -> nn.Module:
+  dtype = COMPUTE_DTYPES[model_config.dtype]
   if model_config.disc == "pixel":
-    return models.PixelDiscriminator()
-  return models.PatchDiscriminator(layers=model_config.disc_layers)
+    return models.PixelDiscriminator(dtype=dtype)
+  return models.PatchDiscriminator(layers=model_config.disc_layers, dtype=dtype)
 
 
-def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+def learning_rate_schedule(config: "ml_collections.ConfigDict") -> optax.Schedule:
   """Constant, or constant then linear decay to 0 over the rest of training (the paper's)."""
   lr = config.optimizer.learning_rate
   if config.schedule.name == "constant":
@@ -75,7 +81,7 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
        optax.linear_schedule(lr, 0.0, max(config.num_train_steps - decay_start, 1))], [decay_start])
 
 
-def make_pix2pix(config: ml_collections.ConfigDict, pixels: PixelSpec) -> Pix2Pix:
+def make_pix2pix(config: "ml_collections.ConfigDict", pixels: PixelSpec) -> Pix2Pix:
   def adam():
     return optax.adam(learning_rate_schedule(config), b1=config.optimizer.b1, b2=config.optimizer.b2, eps=1e-8)
   return Pix2Pix(make_generator(config.model), make_discriminator(config.model), adam(), adam(),
@@ -186,6 +192,11 @@ def abstract_state(model: Pix2Pix, mesh: jax.sharding.Mesh, image_size: int, in_
   shapes = jax.eval_shape(init, jax.random.PRNGKey(0))
   sharding = replicated(mesh)
   return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+
+
+def jit_generate(model: Pix2Pix) -> Callable[[Any, Any, jax.Array], jax.Array]:
+  """The compiled eval-mode generator: (g_params, g_stats, uint8 SAR) → output in the model range."""
+  return jax.jit(functools.partial(generate, model))
 
 
 def jit_train_step(model: Pix2Pix, mesh: jax.sharding.Mesh) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:

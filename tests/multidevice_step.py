@@ -10,10 +10,10 @@ import dataclasses
 import json
 
 import jax
-import ml_collections
 import numpy as np
 import optax
 
+from configs import pix2pix
 from sar2optical import training
 from sar2optical.pixels import PixelSpec
 
@@ -49,10 +49,8 @@ def compare(model: training.Pix2Pix, steps: int) -> dict[str, float]:
 
 
 def main() -> None:
-  config = ml_collections.ConfigDict({
-      "model": {"levels": 3, "upsampling": "none", "dropout_rate": 0.5, "disc": "patch", "disc_layers": 3},
-      "optimizer": {"learning_rate": 2e-4, "b1": 0.5, "b2": 0.999}, "schedule": {"name": "constant"},
-      "loss": {"lambda_l1": 100.0}, "num_train_steps": 10})
+  config = pix2pix.get_config()
+  config.model.levels = 3
   adam = training.make_pix2pix(config, PixelSpec())
   sgd = dataclasses.replace(adam, g_optimizer=optax.sgd(1e-4), d_optimizer=optax.sgd(1e-4))
   print(json.dumps({"devices": len(jax.devices()), "adam": compare(adam, 1), "sgd": compare(sgd, 3)}))
