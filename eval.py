@@ -1,9 +1,10 @@
-r"""Scores a workdir's checkpoints with PSNR, SSIM, MAE and RMSE, overall and per class.
+r"""Scores a workdir's checkpoints with PSNR, SSIM, MAE and RMSE, per class and overall, beside floors.
 
-  python eval.py --workdir=runs/pix2pix [--split=test] [--steps=latest|all|N,M] [--output_json=F]
+  python eval.py --workdir=runs/pix2pix [--split=test|val|train|all] [--steps=latest|all|N,M]
+      [--mode=eval|train] [--data_root=DIR] [--output_dir=DIR] [--output_json=F]
 
-The config, pixel mapping and split are read from the workdir; results go to stdout,
-WORKDIR/eval/step_N/metrics.json and per_image.csv.
+The config, pixel mapping and split come from the workdir. Results go to stdout and to
+OUTPUT_DIR/step_N/{metrics.json,per_image.csv,grid.png} (default WORKDIR/eval/step_N/).
 """
 
 import json
@@ -14,25 +15,36 @@ from absl import flags
 from sar2optical import cli, evaluation
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/ and split.json.")
-_DATA_ROOT = flags.DEFINE_string("data_root", None, "SEN1-2 folder; default: the config's data.root.")
-_SPLIT = flags.DEFINE_enum("split", "test", ["test", "val", "train", "all"], "Which split of WORKDIR/split.json.")
+_DATA_ROOT = flags.DEFINE_string("data_root", None, "SEN1-2 folder (Kaggle layout or flat s1/+s2/); default: the "
+                                 "config's data.root.")
+_SPLIT = flags.DEFINE_enum("split", "test", ["test", "val", "train", "all"], "Which split of WORKDIR/split.json "
+                           "(all: every pair under the data root).")
 _STEPS = flags.DEFINE_string("steps", "latest", "latest, all, or checkpoint steps N[,M...].")
+_MODE = flags.DEFINE_enum("mode", "eval", ["eval", "train"], "eval: running BatchNorm statistics, no dropout (the "
+                          "original's default); train: batch statistics and dropout, as the pix2pix authors test.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Images per jit-compiled batch (recorded in the output).",
+                                   lower_bound=1)
+_GRID_PAIRS = flags.DEFINE_integer("grid_pairs", 8, "Pairs shown in grid.png.", lower_bound=0)
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where step_N/ folders go; default WORKDIR/eval.")
 _OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Also write the results here: the metrics of one step, "
                                    'or {"steps": [...]} for several.')
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Images per jit-compiled batch.", lower_bound=1)
 flags.mark_flag_as_required("workdir")
 
 
 def main(argv: list[str]) -> None:
   del argv
-  results = evaluation.evaluate(_WORKDIR.value, data_root=_DATA_ROOT.value, split=_SPLIT.value,
-                                steps=_STEPS.value, batch_size=_BATCH_SIZE.value)
+  results = evaluation.evaluate(_WORKDIR.value, data_root=_DATA_ROOT.value, split=_SPLIT.value, steps=_STEPS.value,
+                                batch_size=_BATCH_SIZE.value, mode=_MODE.value, output_dir=_OUTPUT_DIR.value,
+                                grid_pairs=_GRID_PAIRS.value)
   for result in results:
     print(evaluation.format_table(result))
+    print(f"{result['images_per_second']:.1f} images/s")
   if len(results) > 1:
-    print("step   " + "  ".join(f"{m:>8}" for m in ("psnr", "ssim")))
+    print("step        PSNR      SSIM       MAE")
     for result in results:
-      print(f"{result['step']:<6} {result['overall']['psnr']['mean']:>8.3f}  {result['overall']['ssim']['mean']:>8.4f}")
+      overall = result["overall"]
+      print(f"{result['step']:<8} {overall['psnr']['mean']:>8.3f}  {overall['ssim']['mean']:>8.4f}  "
+            f"{overall['mae']['mean']:>8.4f}")
   if _OUTPUT_JSON.value:
     payload = results[0] if len(results) == 1 else {"steps": results}
     pathlib.Path(_OUTPUT_JSON.value).write_text(json.dumps(payload, indent=2) + "\n")

@@ -1,0 +1,138 @@
+"""Evaluation: metric definitions against scikit-image, floors, aggregation, outputs, modes, errors."""
+
+import json
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+from conftest import SEN12_ROOT, requires_sen12
+from PIL import Image
+
+from configs import quickstart
+from sar2optical import evaluation, metrics, trainer, training
+from sar2optical.data import demo, pairs as pairs_lib
+from sar2optical.data.images import load_image
+from sar2optical.errors import DataError
+from sar2optical.pixels import PixelSpec
+
+
+@requires_sen12
+def test_metrics_agree_with_scikit_image_on_real_pairs():
+  skimage_metrics = pytest.importorskip("skimage.metrics", reason="scikit-image (test dependency) is not installed")
+  paths = sorted(SEN12_ROOT.glob("*/s2/*.png"))[::9]
+  targets = np.stack([load_image(p, "RGB", None) for p in paths]).astype(np.float64) / 255
+  rng = np.random.default_rng(0)
+  predictions = np.clip(np.roll(targets, 1, axis=0) * 0.5 + targets * 0.5 + rng.normal(0, 0.05, targets.shape), 0, 1)
+  ours = jax.device_get(metrics.image_metrics(np.float32(predictions), np.float32(targets)))
+  for i in range(len(paths)):
+    ssim = skimage_metrics.structural_similarity(predictions[i], targets[i], gaussian_weights=True, sigma=1.5,
+                                                 use_sample_covariance=False, data_range=1, channel_axis=-1)
+    psnr = skimage_metrics.peak_signal_noise_ratio(targets[i], predictions[i], data_range=1)
+    assert abs(ours["ssim"][i] - ssim) < 1e-4, (paths[i], ours["ssim"][i], ssim)
+    assert abs(ours["psnr"][i] - psnr) < 1e-4, (paths[i], ours["psnr"][i], psnr)
+  assert len(paths) >= 10
+
+
+def test_derangement_has_no_fixed_point_and_is_seeded():
+  for n in (2, 3, 10, 97):
+    order = metrics.derangement(n, seed=1)
+    assert sorted(order) == list(range(n)) and np.all(order != np.arange(n))
+  np.testing.assert_array_equal(metrics.derangement(50, 3), metrics.derangement(50, 3))
+  assert not np.array_equal(metrics.derangement(50, 3), metrics.derangement(50, 4))
+
+
+def test_aggregate_per_class():
+  values = {"psnr": np.array([10.0, 20.0, 30.0, 40.0])}
+  result = metrics.aggregate(values, ["a", "b", "a", "b"])
+  assert result["n"] == 4 and result["overall"]["psnr"] == {"mean": 25.0, "std": pytest.approx(np.std([10, 20, 30, 40]))}
+  assert result["per_class"]["a"] == {"n": 2, "psnr": {"mean": 20.0, "std": 10.0}}
+  assert result["per_class"]["b"] == {"n": 2, "psnr": {"mean": 30.0, "std": 10.0}}
+
+
+def tiny_model():
+  config = quickstart.get_config()
+  config.model.levels = 3
+  return training.make_pix2pix(config, PixelSpec())
+
+
+def test_floors_on_a_hand_made_case(tmp_path):
+  """Two constant targets, 0.2 and 0.6 grey: mean colour 0.4 is 0.2 off each; the other target 0.4 off."""
+  for name, value in (("a", 51), ("b", 153)):  # 51/255 = 0.2, 153/255 = 0.6
+    for folder in ("s1", "s2"):
+      (tmp_path / folder).mkdir(exist_ok=True)
+      Image.new("L" if folder == "s1" else "RGB", (32, 32), (value,) if folder == "s1" else (value,) * 3).save(
+          tmp_path / folder / f"x_{folder}_{name}.png")
+  pairs = pairs_lib.find_pairs(tmp_path)
+  model = tiny_model()
+  state = training.init_state(model, jax.random.PRNGKey(0), 32, 1)
+  evaluator = evaluation.Evaluator(model, image_size=32, in_channels=1, batch_size=2)
+  colour = evaluator.mean_colour(tmp_path, pairs)
+  np.testing.assert_allclose(colour, [0.4] * 3, atol=1e-9)
+  scores = evaluator.score(state.g_params, state.g_stats, tmp_path, pairs, mean_colour=colour)
+  mean_floor, other_floor = scores.floors["mean_colour"], scores.floors["other_target"]
+  np.testing.assert_allclose(mean_floor["mae"], [0.2, 0.2], atol=1e-6)
+  np.testing.assert_allclose(mean_floor["psnr"], 10 * np.log10(1 / 0.04), atol=1e-4)
+  np.testing.assert_allclose(other_floor["rmse"], [0.4, 0.4], atol=1e-6)
+  c1 = 0.01**2  # constant images: SSIM is the luminance term alone; float32 variances of a constant cost ~1e-4
+  np.testing.assert_allclose(mean_floor["ssim"], [(2 * 0.4 * 0.2 + c1) / (0.4**2 + 0.2**2 + c1),
+                                                  (2 * 0.4 * 0.6 + c1) / (0.4**2 + 0.6**2 + c1)], atol=3e-4)
+  assert scores.model["psnr"].shape == (2,) and np.all(np.isfinite(scores.model["psnr"]))
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> pathlib.Path:
+  """A real workdir: 2 steps of a 3-level model at 32² on a small demo set."""
+  root = tmp_path_factory.mktemp("demo")
+  demo.generate(root, pairs_per_class=6, size=32, seed=0)
+  config = quickstart.get_config()
+  config.update(image_size=32, batch_size=2, num_train_steps=2, checkpoint_every_steps=1, log_every_steps=1,
+                sample_every_steps=2)
+  config.data.root = str(root)
+  config.model.levels = 3
+  workdir = tmp_path_factory.mktemp("run")
+  trainer.train(config, workdir)
+  return workdir
+
+
+def test_outputs_follow_the_schema(workdir, tmp_path):
+  results = evaluation.evaluate(workdir, split="all", steps="all", batch_size=4, output_dir=str(tmp_path),
+                                grid_pairs=3)
+  assert [r["step"] for r in results] == [1, 2]
+  result = json.loads((tmp_path / "step_2" / "metrics.json").read_text())
+  assert {"step", "mode", "split", "n", "overall", "per_class", "floors", "config"} <= set(result)
+  assert result["n"] == 24 and set(result["per_class"]) == {"agri", "barrenland", "grassland", "urban"}
+  for block in [result["overall"], *(c for c in result["per_class"].values()),
+                *(f["overall"] for f in result["floors"].values())]:
+    assert set(block) >= set(metrics.METRICS) and all(set(block[m]) == {"mean", "std"} for m in metrics.METRICS)
+  assert set(result["floors"]) == {"mean_colour", "other_target"}
+  assert result["floors"]["mean_colour"]["source"].startswith("training split")
+  rows = (tmp_path / "step_2" / "per_image.csv").read_text().splitlines()
+  assert rows[0] == "s1_path,class,psnr,ssim,mae,rmse" and len(rows) == 25
+  assert rows[1].split(",")[0].endswith(".png") and rows[1].split(",")[1] in result["per_class"]
+  assert Image.open(tmp_path / "step_2" / "grid.png").size == (3 * 32, 3 * 32)
+  assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+  assert "floor: other_target" in evaluation.format_table(result)
+
+
+@pytest.mark.parametrize("mode, batch_size", [("eval", 5), ("train", 5)])
+def test_both_inference_modes_run_and_are_recorded(workdir, tmp_path, mode, batch_size):
+  (result,) = evaluation.evaluate(workdir, split="all", mode=mode, batch_size=batch_size, output_dir=str(tmp_path))
+  assert result["mode"] == mode and result["batch_size"] == batch_size and result["n"] == 24
+  assert np.isfinite(result["overall"]["psnr"]["mean"])
+
+
+def test_train_mode_needs_two_images(workdir):
+  with pytest.raises(Exception, match="--batch_size"):
+    evaluation.evaluate(workdir, split="all", mode="train", batch_size=1)
+
+
+def test_split_naming_missing_files_is_reported(workdir, tmp_path):
+  bad = tmp_path / "run"
+  bad.mkdir()
+  (bad / "checkpoints").symlink_to(workdir / "checkpoints")
+  split = json.loads((workdir / "split.json").read_text())
+  split["data"]["test"].append("urban/s1/ROIs9000_demo_s1_999_p1.png")
+  (bad / "split.json").write_text(json.dumps(split))
+  with pytest.raises(DataError, match="ROIs9000_demo_s1_999_p1.png"):
+    evaluation.evaluate(bad, split="test")
