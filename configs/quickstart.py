@@ -18,6 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 8
   config.num_train_steps = 200
   config.data.root = "demo_data"
+  config.data.workers = 0  # 64² pairs decode faster than worker processes start
   config.model.levels = 6
   config.log_every_steps = 25
   config.checkpoint_every_steps = 100

@@ -9,11 +9,16 @@ import pathlib
 from typing import Any
 
 import grain
+import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from sar2optical.errors import CheckpointError
+from sar2optical import configuration
+from sar2optical.errors import CheckpointError, ConfigError
 from sar2optical.pixels import PixelSpec
+
+
+_DATA_ITEM = "data"  # Orbax writes each item to <step>/<item name>/
 
 
 def checkpoint_dir(workdir: str | pathlib.Path) -> pathlib.Path:
@@ -37,17 +42,23 @@ class Checkpoints:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def save(self, step: int, state: Any, data_iterator: grain.DatasetIterator, metadata: dict[str, Any]) -> None:
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        data=grain.checkpoint.CheckpointSave(data_iterator),
-        metadata=ocp.args.JsonSave(metadata)))
+  def save(self, step: int, state: Any, data_iterator: grain.DatasetIterator | None,
+           metadata: dict[str, Any]) -> None:
+    """Saves `state` and `metadata`, and the iterator's position unless it is None (a converted model)."""
+    items = {"state": ocp.args.StandardSave(state), "metadata": ocp.args.JsonSave(metadata)}
+    if data_iterator is not None:
+      items[_DATA_ITEM] = grain.checkpoint.CheckpointSave(data_iterator)
+    self._manager.save(step, args=ocp.args.Composite(**items))
+
+  def has_data_iterator(self, step: int) -> bool:
+    """Whether the checkpoint at `step` holds a data iterator's position (converted ones do not)."""
+    return (self.directory / str(self._checked(step)) / _DATA_ITEM).is_dir()
 
   def restore(self, step: int, abstract_state: Any, data_iterator: grain.DatasetIterator | None = None) -> Any:
     """The state at `step`, placed as `abstract_state` says; restores `data_iterator` in place if given."""
     items = {"state": ocp.args.StandardRestore(abstract_state)}
     if data_iterator is not None:
-      items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+      items[_DATA_ITEM] = grain.checkpoint.CheckpointRestore(data_iterator)
     return self._manager.restore(self._checked(step), args=ocp.args.Composite(**items))["state"]
 
   def metadata(self, step: int) -> dict[str, Any]:
@@ -77,5 +88,41 @@ def make_metadata(config: ml_collections.ConfigDict, pixels: PixelSpec, step: in
   return {"step": step, "config": config.to_dict(), "pixels": pixels.to_dict()}
 
 
+def write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+  """`WORKDIR/config.json`: the run's config, for people to read (checkpoints carry their own copy)."""
+  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+
+
 def config_from_metadata(metadata: dict[str, Any]) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(metadata["config"])
+
+
+def initialise_from(workdir: str | pathlib.Path, state: Any, config: ml_collections.ConfigDict) -> tuple[Any, int]:
+  """`state` with G's and D's parameters and BatchNorm statistics from the latest checkpoint of `workdir`.
+
+  Everything else of `state` (step, optimizer moments, RNG) is kept, so a run starts afresh from
+  trained networks. Returns the new state and the step it took them from. Raises ConfigError naming
+  `config.init_from` when `workdir` has no checkpoint or its networks differ from `config`'s.
+  """
+  try:
+    checkpoints = Checkpoints(workdir, create=False)
+  except CheckpointError as error:
+    raise ConfigError(f"config.init_from: {error}") from None
+  try:
+    step = checkpoints.resolve_step("latest")
+    source_config = config_from_metadata(checkpoints.metadata(step))
+    theirs = {name: configuration.field(source_config, name) for name in configuration.NETWORK_FIELDS}
+    ours = {name: configuration.field(config, name) for name in configuration.NETWORK_FIELDS}
+    differing = [f"{name} is {theirs[name]!r} there, {ours[name]!r} here"
+                 for name in ours if theirs[name] != ours[name]]
+    if differing:
+      raise ConfigError(f"config.init_from: the networks at step {step} of {workdir} do not fit this config: "
+                        + "; ".join(differing))
+    abstract = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding), state)
+    source = checkpoints.restore(step, abstract)
+  except CheckpointError as error:
+    raise ConfigError(f"config.init_from: {error}") from None
+  finally:
+    checkpoints.close()
+  return state.replace(g_params=source.g_params, g_stats=source.g_stats, d_params=source.d_params,
+                       d_stats=source.d_stats), step

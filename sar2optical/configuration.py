@@ -6,11 +6,16 @@ from sar2optical import models
 from sar2optical.errors import ConfigError
 
 CHOICES = {
-    "data.augment": ("none",),
+    "data.augment": ("none", "paper"),
+    "data.source": ("folder", "tfds"),
+    "data.tfds_config": ("pixels", "png"),
     "model.upsampling": ("none", "nearest", "bilinear"),
     "model.disc": ("patch", "pixel"),
+    "model.dtype": ("float32", "bfloat16"),
     "schedule.name": ("constant", "linear_decay"),
 }
+#: The fields that fix the networks' variables: a checkpoint fits a config only if these agree.
+NETWORK_FIELDS = ("model.in_channels", "model.levels", "model.upsampling", "model.disc", "model.disc_layers")
 POSITIVE_INTS = ("image_size", "batch_size", "num_train_steps", "log_every_steps", "checkpoint_every_steps",
                  "sample_every_steps", "keep_checkpoints", "model.levels", "model.disc_layers")
 
@@ -25,8 +30,12 @@ def field(config: ml_collections.ConfigDict, name: str):
   return value
 
 
-def validate(config: ml_collections.ConfigDict, num_data_shards: int = 1) -> None:
-  """Raises ConfigError for the first bad field. `num_data_shards`: devices the batch is split over."""
+def validate(config: ml_collections.ConfigDict, num_data_shards: int = 1, *, require_data_root: bool = True) -> None:
+  """Raises ConfigError for the first bad field.
+
+  `num_data_shards`: devices the batch is split over. `require_data_root=False` accepts an empty
+  `data.root`, for a workdir that only serves inference (a converted PyTorch model).
+  """
   for name in POSITIVE_INTS:
     value = field(config, name)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -35,9 +44,14 @@ def validate(config: ml_collections.ConfigDict, num_data_shards: int = 1) -> Non
     value = field(config, name)
     if value not in choices:
       raise ConfigError(f"config.{name}: must be one of {', '.join(choices)}; got {value!r}")
-  if not field(config, "data.root"):
+  if require_data_root and field(config, "data.source") == "folder" and not field(config, "data.root"):
     raise ConfigError("config.data.root: not set; point it at a SEN1-2 folder (Kaggle layout <class>/s1, <class>/s2),"
                       " e.g. --config.data.root=/path/to/v_2")
+  workers = field(config, "data.workers")
+  if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+    raise ConfigError(f"config.data.workers: must be a non-negative integer (grain worker processes), got {workers!r}")
+  if not isinstance(field(config, "init_from"), str):
+    raise ConfigError(f"config.init_from: must be a workdir path (or empty), got {config.init_from!r}")
   levels = config.model.levels
   if levels > len(models.UNET_WIDTHS):
     raise ConfigError(f"config.model.levels: at most {len(models.UNET_WIDTHS)}, got {levels}")

@@ -13,8 +13,8 @@ from absl import logging
 
 from sar2optical import checkpoint, configuration, training
 from sar2optical.data import pairs as pairs_lib
-from sar2optical.data import pipeline
-from sar2optical.data.images import load_pair
+from sar2optical.data import pipeline, sources
+from sar2optical.data.augment import Augmentation
 from sar2optical.metric_writer import MetricWriter, pair_grid
 from sar2optical.pixels import PixelSpec
 
@@ -50,41 +50,58 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> tra
   mesh = training.make_mesh()
   configuration.validate(config, num_data_shards=mesh.size)
   workdir = pathlib.Path(workdir).resolve()
-  root = pathlib.Path(config.data.root).expanduser().resolve()
-  all_pairs = pairs_lib.find_pairs(root)
   workdir.mkdir(parents=True, exist_ok=True)
-  split = resolve_split(config, workdir, all_pairs)
-  train_pairs = pairs_lib.select(all_pairs, split, "train")
-  sample_pairs = (pairs_lib.select(all_pairs, split, "val") or train_pairs)[:SAMPLE_PAIRS]
-  logging.info("Data: %d pairs in %s; %d for training (split %s)", len(all_pairs), root, len(train_pairs),
-               workdir / "split.json")
+  train_source, sample_source = training_sources(config, workdir)
+  augmentation = Augmentation.from_config(config.data)
+  logging.info("Data: %s for training (split %s); augmentation %s; %d grain worker processes%s",
+               train_source.description, workdir / "split.json", augmentation, config.data.workers,
+               "; bad records are skipped and counted" if config.data.skip_bad else "")
 
   pixels = PixelSpec()
   model = training.make_pix2pix(config, pixels)
   data_iterator = pipeline.train_iterator(
-      root, train_pairs, image_size=config.image_size, in_channels=config.model.in_channels,
+      train_source, image_size=config.image_size, in_channels=config.model.in_channels,
       global_batch_size=config.batch_size, seed=config.seed, process_index=jax.process_index(),
-      process_count=jax.process_count())
+      process_count=jax.process_count(), augmentation=augmentation, workers=config.data.workers,
+      skip_bad=config.data.skip_bad)
   checkpoints = checkpoint.Checkpoints(workdir, keep=config.keep_checkpoints)
   start_step = checkpoints.latest_step()
   if start_step is None:
     state = training.create_state(model, mesh, config.seed, config.image_size, config.model.in_channels)
+    if config.init_from:
+      state, source_step = checkpoint.initialise_from(config.init_from, state, config)
+      logging.info("Starting from the networks at step %d of %s (config.init_from), with fresh optimizers",
+                   source_step, config.init_from)
     start_step = 0
     if jax.process_index() == 0:
-      (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+      checkpoint.write_config(workdir, config)
   else:
     abstract = training.abstract_state(model, mesh, config.image_size, config.model.in_channels)
-    state = checkpoints.restore(start_step, abstract, data_iterator)
-    logging.info("Resuming from the checkpoint at step %d in %s", start_step, checkpoints.directory)
+    has_data_position = checkpoints.has_data_iterator(start_step)
+    saved_data_layout = checkpoints.metadata(start_step).get("data_layout")
+    data_resumes = has_data_position and saved_data_layout == data_iterator.layout
+    state = checkpoints.restore(start_step, abstract, data_iterator if data_resumes else None)
+    logging.info("Resuming from the checkpoint at step %d in %s%s", start_step, checkpoints.directory,
+                 " (config.init_from applies to new runs only)" if config.init_from else "")
+    if not has_data_position:
+      logging.info("That checkpoint holds no data iterator position (a converted model): the data start afresh")
+    elif not data_resumes:
+      data_iterator.restart_at(start_step)
+      logging.info("Data: the checkpoint's data position was saved with %s, this run reads with %s: the data order "
+                   "restarts at global step %d, with the batches an uninterrupted run reads from there",
+                   saved_data_layout, data_iterator.layout, start_step)
   train_step = training.jit_train_step(model, mesh)
-  sample_sar, sample_optical = _load_samples(root, sample_pairs, config)
+  samples = pipeline.first_pairs(sample_source, SAMPLE_PAIRS, image_size=config.image_size,
+                                 in_channels=config.model.in_channels)
+  sample_sar, sample_optical = samples["sar"], samples["optical"]
   writer = MetricWriter(workdir)
   num_steps = config.num_train_steps
   pending: list[dict[str, jax.Array]] = []
   window_start, window_steps = time.perf_counter(), 0
 
   def save(step: int) -> None:
-    checkpoints.save(step, state, data_iterator, checkpoint.make_metadata(config, pixels, step))
+    metadata = {**checkpoint.make_metadata(config, pixels, step), "data_layout": data_iterator.layout}
+    checkpoints.save(step, state, data_iterator, metadata)
 
   for step in range(start_step + 1, num_steps + 1):
     batch = training.global_batch(next(data_iterator), mesh)
@@ -110,6 +127,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> tra
       logging.info("step %d/%d  loss_D %.3f  loss_G %.3f (GAN %.3f, L1 %.4f)  %.2f steps/s  %.1f img/s  ETA %s",
                    step, num_steps, means["loss_D"], means["loss_G"], means["loss_G_GAN"], means["loss_G_L1"],
                    steps_per_second, means["images_per_second"], eta)
+      if config.data.skip_bad:
+        logging.info("Data: %d bad records skipped so far by this process (config.data.skip_bad)",
+                     data_iterator.skipped)
       window_start, window_steps = time.perf_counter(), 0
     if step % config.sample_every_steps == 0 or step == num_steps:
       fake = training.generate(model, state.g_params, state.g_stats, sample_sar)
@@ -119,16 +139,36 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> tra
       save(step)
   checkpoints.wait()
   checkpoints.close()
+  data_iterator.close()
   writer.close()
   logging.info("Done: step %d; checkpoints in %s", int(state.step), checkpoints.directory)
   return state
 
 
-def _load_samples(root: pathlib.Path, sample_pairs: Sequence[pairs_lib.Pair],
-                  config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray]:
-  """A fixed few pairs (validation if any) whose translations go into the sample grids."""
-  loaded = [load_pair(root, p, config.image_size, config.model.in_channels) for p in sample_pairs]
-  return np.stack([p["sar"] for p in loaded]), np.stack([p["optical"] for p in loaded])
+def training_sources(config: ml_collections.ConfigDict,
+                     workdir: pathlib.Path) -> tuple[sources.PairSource, sources.PairSource]:
+  """The training pairs and the few (validation if any) whose translations go into the sample grids.
+
+  `data.source = "tfds"` reads the splits of a sen1_2 build and copies its split to
+  `WORKDIR/split.json` (eval.py scores the same split on the folder); "folder" resolves the split
+  as `resolve_split` says.
+  """
+  if config.data.source == "tfds":
+    if config.data.split_file:
+      logging.warning("config.data.split_file is not used with data.source=tfds: the splits are the build's "
+                      "(build with --split_file to choose them)")
+    train = sources.TfdsSource("train", data_dir=config.data.tfds_data_dir, config=config.data.tfds_config)
+    pairs_lib.write_split(workdir / "split.json", train.split_file)
+    has_val = bool(train.split_file["data"]["val"])
+    samples = sources.TfdsSource("val", data_dir=config.data.tfds_data_dir,
+                                 config=config.data.tfds_config) if has_val else train
+    return train, samples
+  root = pathlib.Path(config.data.root).expanduser().resolve()
+  all_pairs = pairs_lib.find_pairs(root)
+  split = resolve_split(config, workdir, all_pairs)
+  train_pairs = pairs_lib.select(all_pairs, split, "train")
+  sample_pairs = (pairs_lib.select(all_pairs, split, "val") or train_pairs)[:SAMPLE_PAIRS]
+  return sources.FolderSource(root, train_pairs), sources.FolderSource(root, sample_pairs)
 
 
 def describe(config: ml_collections.ConfigDict) -> str:

@@ -3,6 +3,8 @@
 import collections
 import json
 import pathlib
+import subprocess
+import sys
 
 from conftest import requires_sen12, SEN12_ROOT
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 from sar2optical.data import images
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import pipeline
+from sar2optical.data import sources
 from sar2optical.errors import DataError
 
 SEN12_COUNTS = {"agri": 33, "barrenland": 20, "grassland": 20, "urban": 21}
@@ -213,6 +216,126 @@ def test_select_errors(flat_root):
     pairs_lib.select(pairs, split, "dev")
 
 
+def _kaggle_like_pairs(scenes_per_class: dict[str, list[int]]) -> list[pairs_lib.Pair]:
+  """In-memory pairs: for each class, scenes of the given sizes (scene ids unique over classes)."""
+  pairs, scene = [], 0
+  for label, sizes in scenes_per_class.items():
+    for size in sizes:
+      scene += 1
+      pairs += [pairs_lib.Pair(f"{label}/s1/ROIs1970_fall_s1_{scene}_p{i}.png",
+                               f"{label}/s2/ROIs1970_fall_s2_{scene}_p{i}.png", label, f"ROIs1970_fall_{scene}")
+                for i in range(size)]
+  return sorted(pairs, key=lambda pair: pair.s1)
+
+
+_KAGGLE_LIKE = {"agri": [900, 700, 650, 600, 450, 400, 300], "barrenland": [1200, 800, 700, 500, 450, 350],
+                "grassland": [1000, 900, 600, 500, 400, 300, 300], "urban": [500] * 4 + [400] * 5}
+
+
+def test_scene_split_keeps_every_scene_in_one_split_and_stratifies_by_class():
+  pairs = _kaggle_like_pairs(_KAGGLE_LIKE)
+  assert len(pairs) == 16_000
+  split = pairs_lib.make_split(pairs, seed=0)
+  assert pairs_lib.shared_scenes(split, pairs) == []
+  counts = pairs_lib.split_counts(split, pairs)
+  for label, sizes in _KAGGLE_LIKE.items():
+    total = sum(sizes)
+    assert sum(counts[name][label] for name in pairs_lib.SPLIT_NAMES) == total
+    for name, fraction in (("val", 0.1), ("test", 0.1)):
+      # As close to 10 % as whole scenes allow: off by less than the class's smallest scene.
+      assert abs(counts[name][label] - fraction * total) < min(sizes), (name, label, counts)
+
+
+@pytest.mark.parametrize("kwargs, per_split", [
+    ({"fractions": (0.8, 0.1, 0.1)}, {"train": 3200, "val": 400, "test": 400}),  # The original's 12,800/1,600/1,600.
+    ({"per_class": 250}, {"train": 3500, "val": 250, "test": 250}),  # The seed document's 14,000/1,000/1,000.
+])
+def test_patch_splits_give_exact_counts_per_class(kwargs, per_split):
+  pairs = _kaggle_like_pairs({label: [1000] * 4 for label in ("agri", "barrenland", "grassland", "urban")})
+  split = pairs_lib.make_patch_split(pairs, seed=0, **kwargs)
+  assert pairs_lib.split_counts(split, pairs) == {
+      name: dict.fromkeys(("agri", "barrenland", "grassland", "urban"), n) for name, n in per_split.items()}
+  assert split == pairs_lib.make_patch_split(pairs, seed=0, **kwargs)
+  assert split != pairs_lib.make_patch_split(pairs, seed=1, **kwargs)
+  assert len(pairs_lib.shared_scenes(split, pairs)) == 16  # Per patch: scenes leak.
+
+
+def test_original_split_apportions_uneven_classes():
+  pairs = _kaggle_like_pairs({"agri": [33], "urban": [21], "grassland": [20], "barrenland": [20]})
+  counts = pairs_lib.split_counts(pairs_lib.make_patch_split(pairs, 0, fractions=(0.8, 0.1, 0.1)), pairs)
+  assert sum(counts["val"].values()) == sum(counts["test"].values()) == round(0.1 * 94)
+  assert counts["val"] == {"agri": 3, "barrenland": 2, "grassland": 2, "urban": 2}
+
+
+def test_balanced_split_names_a_class_too_small():
+  pairs = _kaggle_like_pairs({"agri": [600], "urban": [400]})
+  with pytest.raises(DataError, match="class 'urban' has 400 pairs"):
+    pairs_lib.make_patch_split(pairs, seed=0, per_class=200)
+
+
+def _run_module(module: str, *args: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                        cwd=pathlib.Path(__file__).resolve().parents[1], check=False, timeout=120)
+
+
+@requires_sen12
+def test_split_command_prints_counts_per_class_and_split(tmp_path):
+  output = tmp_path / "split.json"
+  run = _run_module("sar2optical.data.split", f"--root={SEN12_ROOT}", "--kind=scene", f"--output={output}")
+  assert run.returncode == 0, run.stderr
+  split = pairs_lib.read_split(output)
+  pairs = pairs_lib.find_pairs(SEN12_ROOT)
+  assert pairs_lib.shared_scenes(split, pairs) == []
+  counts = pairs_lib.split_counts(split, pairs)
+  for label, total in SEN12_COUNTS.items():
+    home = next(name for name in pairs_lib.SPLIT_NAMES if counts[name][label])
+    assert counts[home][label] == total  # One scene per class: each class lies wholly in one split,
+    assert f"{label} ({home})" in run.stdout  # and the printed counts say so,
+  assert "scenes in more than one split: none" in run.stdout
+  assert "eval.py --split=all" in run.stdout  # and where to report per class.
+  assert run.stdout.count(" 20 (100%)") == 2
+  original = _run_module("sar2optical.data.split", f"--root={SEN12_ROOT}", f"--split_file={output}")
+  assert original.stdout.splitlines()[1:] == run.stdout.splitlines()[1:]
+
+
+# Checking a folder.
+
+
+def test_check_reports_every_problem_with_its_path(tmp_path):
+  from sar2optical.data import check  # pylint: disable=g-import-not-at-top
+  _make_flat_dataset(tmp_path / "agri", num_pairs=3, size=8)
+  _make_flat_dataset(tmp_path / "urban", num_pairs=6, size=8)
+  urban = tmp_path / "urban"
+  (urban / "s2" / "ROIs1970_fall_s2_0_p1.png").unlink()
+  _write_image(urban / "s2" / "ROIs1970_fall_s2_9_p99.png", np.zeros((8, 8, 3), np.uint8))
+  (urban / "s1" / "ROIs1970_fall_s1_1_p2.png").write_bytes(b"not a png")
+  _write_image(urban / "s1" / "ROIs1970_fall_s1_1_p3.png", np.zeros((8, 8, 3), np.uint8))
+  _write_image(urban / "s2" / "ROIs1970_fall_s2_2_p4.png", np.zeros((16, 8, 3), np.uint8))
+  report = check.check_folder(tmp_path, image_size=8)
+  assert report.pairs_per_class == {"agri": 3, "urban": 5}
+  found = {(problem.kind, problem.path.relative_to(tmp_path).as_posix()) for problem in report.problems}
+  assert found == {
+      ("unpaired", "urban/s1/ROIs1970_fall_s1_0_p1.png"),
+      ("unpaired", "urban/s2/ROIs1970_fall_s2_9_p99.png"),
+      ("unreadable", "urban/s1/ROIs1970_fall_s1_1_p2.png"),
+      ("mode", "urban/s1/ROIs1970_fall_s1_1_p3.png"),
+      ("size", "urban/s2/ROIs1970_fall_s2_2_p4.png"),
+  }
+  lines = list(check.format_report(report, tmp_path))
+  assert lines[0] == f"{tmp_path}: 8 pairs (agri 3, urban 5)"
+  assert lines[1] == "5 problems: 1 mode, 1 size, 2 unpaired, 1 unreadable"
+  assert any(str(urban / "s1" / "ROIs1970_fall_s1_1_p3.png") in line and "RGB, expected L" in line
+             for line in lines)
+
+
+@requires_sen12
+def test_check_command_on_real_sample():
+  run = _run_module("sar2optical.data.check", f"--root={SEN12_ROOT}")
+  assert run.returncode == 0, run.stderr
+  assert run.stdout.splitlines() == [
+      f"{SEN12_ROOT}: 94 pairs (agri 33, barrenland 20, grassland 20, urban 21)", "no problems found"]
+
+
 # Images.
 
 
@@ -227,6 +350,23 @@ def test_load_image_corrupt_file_names_it(tmp_path, corrupt):
   with pytest.raises(DataError, match="cannot decode") as error:
     images.load_image(path, "L", None)
   assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("image_mode, suffix", [
+    ("L", ".png"), ("RGB", ".png"), ("P", ".png"), ("RGBA", ".png"), ("LA", ".png"), ("I;16", ".png"),
+    ("RGB", ".jpg"), ("L", ".tif"),
+])
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_load_image_gives_pillows_pixels(tmp_path, image_mode, suffix, mode):
+  """The fast OpenCV path and Pillow's conversion agree, whatever the stored mode and format."""
+  rgb = np.random.default_rng(0).integers(0, 256, (24, 20, 3), np.uint8)
+  image = Image.fromarray(rgb)
+  image = image.quantize(16) if image_mode == "P" else image.convert(image_mode)
+  path = tmp_path / f"image{suffix}"
+  image.save(path)
+  with Image.open(path) as stored:
+    expected = np.asarray(stored.convert(mode)).reshape(24, 20, -1)
+  np.testing.assert_array_equal(images.load_image(path, mode, None), expected)
 
 
 def test_load_image_missing_file_names_it(tmp_path):
@@ -271,7 +411,7 @@ def test_load_pair_replicates_sar_band():
 def test_train_iterator_on_real_sample():
   pairs = pairs_lib.find_pairs(SEN12_ROOT)
   iterator = pipeline.train_iterator(
-      SEN12_ROOT, pairs, image_size=32, in_channels=1, global_batch_size=8, seed=0)
+      sources.FolderSource(SEN12_ROOT, pairs), image_size=32, in_channels=1, global_batch_size=8, seed=0)
   batch = next(iterator)
   assert set(batch) == {"sar", "optical"}
   assert batch["sar"].shape == (8, 32, 32, 1) and batch["sar"].dtype == np.uint8
@@ -280,7 +420,7 @@ def test_train_iterator_on_real_sample():
 
 def _train_batches(root, num_batches, **kwargs):
   kwargs = {"image_size": 32, "in_channels": 3, "global_batch_size": 4, "seed": 0} | kwargs
-  iterator = pipeline.train_iterator(root, pairs_lib.find_pairs(root), **kwargs)
+  iterator = pipeline.train_iterator(sources.FolderSource(root, pairs_lib.find_pairs(root)), **kwargs)
   return [next(iterator) for _ in range(num_batches)]
 
 
@@ -306,7 +446,7 @@ def test_process_slices_form_the_global_batch(flat_root):
   for step in range(5):
     assert parts[0][step]["sar"].shape[0] == parts[1][step]["sar"].shape[0] == 2
     combined = _example_ids(parts[0][step]) + _example_ids(parts[1][step])
-    assert sorted(combined) == sorted(_example_ids(whole[step]))
+    assert combined == _example_ids(whole[step])
 
 
 def test_train_iterator_rejects_uneven_batch(flat_root):
@@ -315,14 +455,14 @@ def test_train_iterator_rejects_uneven_batch(flat_root):
 
 
 def test_train_iterator_state_resumes(flat_root):
-  pairs = pairs_lib.find_pairs(flat_root)
+  source = sources.FolderSource(flat_root, pairs_lib.find_pairs(flat_root))
   kwargs = {"image_size": 32, "in_channels": 1, "global_batch_size": 4, "seed": 5}
-  iterator = pipeline.train_iterator(flat_root, pairs, **kwargs)
+  iterator = pipeline.train_iterator(source, **kwargs)
   for _ in range(4):
     next(iterator)
   state = iterator.get_state()
   expected = next(iterator)
-  resumed = pipeline.train_iterator(flat_root, pairs, **kwargs)
+  resumed = pipeline.train_iterator(source, **kwargs)
   resumed.set_state(state)
   actual = next(resumed)
   for key in expected:

@@ -1,8 +1,15 @@
-"""Decodes SAR and optical images into uint8 arrays."""
+"""Decodes SAR and optical images into uint8 arrays.
 
+OpenCV decodes PNGs stored in the wanted mode (8-bit grey or RGB, as SEN1-2's), faster than
+Pillow; anything else (other formats, palette, alpha, 16-bit, another mode) goes through Pillow's
+conversion. PNG is lossless, so both give the same pixels.
+"""
+
+import io
 import os
 import pathlib
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -10,31 +17,60 @@ from sar2optical.data.pairs import Pair
 from sar2optical.errors import ConfigError, DataError
 
 _CHANNELS = {"L": 1, "RGB": 3}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def load_image(path: str | os.PathLike[str], mode: str, image_size: int | None) -> np.ndarray:
   """Returns the image at `path` as uint8 (H, W, C), C = 1 for mode "L" and 3 for "RGB".
 
   Args:
-    path: image file readable by Pillow.
+    path: image file readable by OpenCV or Pillow.
     mode: "L" (grey) or "RGB"; the image is converted to it.
     image_size: resize (bilinear) to image_size x image_size when the size differs;
       None keeps the stored size.
   """
-  if mode not in _CHANNELS:
-    raise ValueError(f"mode must be one of {sorted(_CHANNELS)}, got {mode!r}")
   path = pathlib.Path(path)
   try:
-    with Image.open(path) as image:
-      image.load()
-      image = image.convert(mode)
+    data = path.read_bytes()
   except FileNotFoundError:
     raise DataError(f"image file not found: {path}") from None
+  except OSError as error:
+    raise DataError(f"cannot read image {path}: {error}") from None
+  image = decode_image(data, mode, str(path))
+  return image if image_size is None else resize(image, image_size)
+
+
+def decode_image(data: bytes, mode: str, name: str) -> np.ndarray:
+  """Returns encoded image bytes (PNG, ...) as uint8 (H, W, C) in `mode`; errors name `name`."""
+  if mode not in _CHANNELS:
+    raise ValueError(f"mode must be one of {sorted(_CHANNELS)}, got {mode!r}")
+  is_png = data.startswith(_PNG_SIGNATURE)
+  image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if is_png else None
+  if image is not None and image.dtype == np.uint8:
+    if mode == "L" and image.ndim == 2:
+      return image[..., np.newaxis]
+    if mode == "RGB" and image.ndim == 3 and image.shape[2] == 3:
+      return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+  return _decode_with_pillow(data, mode, name)
+
+
+def resize(image: np.ndarray, size: int) -> np.ndarray:
+  """Resizes uint8 (H, W, C) to (size, size, C) with Pillow's bilinear filter; `image` if it fits."""
+  if image.shape[:2] == (size, size):
+    return image
+  resized = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).resize((size, size), Image.BILINEAR)
+  return np.asarray(resized).reshape(size, size, image.shape[-1])
+
+
+def _decode_with_pillow(data: bytes, mode: str, name: str) -> np.ndarray:
+  """Fully decodes `data` with Pillow and converts it to `mode`; DataError naming `name` if it cannot."""
+  try:
+    with Image.open(io.BytesIO(data)) as image:
+      image.load()
+      converted = image.convert(mode)
   except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-    raise DataError(f"cannot decode image {path}: {error}") from None
-  if image_size is not None and image.size != (image_size, image_size):
-    image = image.resize((image_size, image_size), Image.BILINEAR)
-  return np.asarray(image, dtype=np.uint8).reshape(image.height, image.width, _CHANNELS[mode])
+    raise DataError(f"cannot decode image {name}: {error}") from None
+  return np.asarray(converted, dtype=np.uint8).reshape(converted.height, converted.width, _CHANNELS[mode])
 
 
 def load_pair(

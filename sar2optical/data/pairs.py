@@ -53,38 +53,73 @@ def scene_of(filename: str) -> str | None:
   return f"{match['roi']}_{match['season']}_{match['scene']}"
 
 
-def find_pairs(root: str | os.PathLike[str]) -> list[Pair]:
-  """Returns every SAR/optical pair under `root`, sorted by s1 path."""
+@dataclasses.dataclass(frozen=True)
+class FolderIndex:
+  """What a data root holds: its pairs and the images that lack a twin.
+
+  Attributes:
+    pairs: every SAR/optical pair, sorted by s1 path.
+    sar_without_optical: (SAR image, the optical twin it lacks) paths.
+    optical_without_sar: (optical image, the SAR twin it lacks) paths.
+  """
+  pairs: list[Pair]
+  sar_without_optical: list[tuple[pathlib.Path, pathlib.Path]]
+  optical_without_sar: list[tuple[pathlib.Path, pathlib.Path]]
+
+
+def _images(folder: pathlib.Path, tag: str) -> list[pathlib.Path]:
+  """The image files in `folder` whose names carry `tag` (none if it is missing)."""
+  if not folder.is_dir():
+    return []
+  return sorted(path for path in folder.iterdir()
+                if path.suffix.lower() in IMAGE_SUFFIXES and tag in path.name)
+
+
+def index_folder(root: str | os.PathLike[str]) -> FolderIndex:
+  """Indexes the pairs under `root` and the images without a twin; raises only for a bad root."""
   root = pathlib.Path(root)
   if not root.exists():
     raise DataError(f"data root not found: {root}")
   if not root.is_dir():
     raise DataError(f"data root is not a directory: {root}")
   class_dirs = [root] + sorted(path for path in root.iterdir() if path.is_dir())
-  pairs = []
+  index = FolderIndex([], [], [])
   for class_dir in class_dirs:
-    sar_dir = class_dir / "s1"
-    if not sar_dir.is_dir():
-      continue
     label = "" if class_dir == root else class_dir.name
-    for sar_path in sorted(sar_dir.iterdir()):
-      if sar_path.suffix.lower() not in IMAGE_SUFFIXES or _SAR_TAG not in sar_path.name:
-        continue
+    for sar_path in _images(class_dir / "s1", _SAR_TAG):
       optical_path = class_dir / "s2" / sar_path.name.replace(_SAR_TAG, _OPTICAL_TAG)
       if not optical_path.is_file():
-        raise DataError(
-            f"SAR image {sar_path} has no optical twin: expected {optical_path}")
-      pairs.append(Pair(
+        index.sar_without_optical.append((sar_path, optical_path))
+        continue
+      index.pairs.append(Pair(
           s1=sar_path.relative_to(root).as_posix(),
           s2=optical_path.relative_to(root).as_posix(),
           label=label,
           scene=scene_of(sar_path.name)))
-  if not pairs:
+    for optical_path in _images(class_dir / "s2", _OPTICAL_TAG):
+      sar_path = class_dir / "s1" / optical_path.name.replace(_OPTICAL_TAG, _SAR_TAG)
+      if not sar_path.is_file():
+        index.optical_without_sar.append((optical_path, sar_path))
+  index.pairs.sort(key=lambda pair: pair.s1)
+  return index
+
+
+def find_pairs(root: str | os.PathLike[str]) -> list[Pair]:
+  """Returns every SAR/optical pair under `root`, sorted by s1 path.
+
+  Raises DataError naming both files when a SAR image has no optical twin, and explaining the
+  layout when there are no pairs. Optical images without a SAR twin are ignored.
+  """
+  index = index_folder(root)
+  if index.sar_without_optical:
+    sar_path, optical_path = index.sar_without_optical[0]
+    raise DataError(f"SAR image {sar_path} has no optical twin: expected {optical_path}")
+  if not index.pairs:
     raise DataError(
         f"no SAR/optical pairs found under {root}: expected ROOT/<class>/s1/*_s1_*.png "
         "with twins in ROOT/<class>/s2/ (or ROOT/s1/ and ROOT/s2/ directly); "
         f"image suffixes: {', '.join(IMAGE_SUFFIXES)}")
-  return sorted(pairs, key=lambda pair: pair.s1)
+  return index.pairs
 
 
 def make_split(
@@ -92,47 +127,143 @@ def make_split(
     seed: int,
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
 ) -> dict:
-  """Splits pairs into train/val/test so that no scene is in two splits.
+  """Splits pairs into train/val/test so that no scene is in two splits, stratified by class.
 
-  Pairs are grouped by scene when every pair has one, else each pair is its own group.
-  Groups are shuffled with `seed`; test takes groups until it holds at least
-  round(test_fraction * len(pairs)) pairs, val likewise, and train the rest. Each split
-  gets at least one group.
+  Each scene goes whole to one split (a pair whose name carries no scene is its own group). The
+  scenes are placed so that each class's share of each split comes as close to `fractions` as
+  whole scenes allow, and every split gets at least one scene; `split_counts` tells how close.
 
   Args:
     pairs: the pairs to split, e.g. from `find_pairs`.
-    seed: seed of the group shuffle.
-    fractions: target (train, val, test) fractions of the pairs.
+    seed: seed of the order in which scenes of equal size are placed.
+    fractions: target (train, val, test) fractions of each class.
 
   Returns:
     `{"data": {"train": [...], "val": [...], "test": [...]}}` with sorted s1 paths.
   """
+  _check_fractions(fractions)
+  groups = collections.defaultdict(list)
+  for pair in pairs:
+    groups[pair.scene or pair.s1].append(pair)
+  if len(groups) < len(SPLIT_NAMES):
+    raise DataError(
+        f"cannot make disjoint train/val/test splits from {len(groups)} scenes: "
+        f"need at least 3 so that each split gets one ({sorted(groups)})")
+  sizes = collections.Counter(pair.label for pair in pairs)
+  targets = {name: {label: fraction * size for label, size in sizes.items()}
+             for name, fraction in zip(SPLIT_NAMES, fractions)}
+  return _assign_groups(groups, targets, seed)
+
+
+def make_patch_split(
+    pairs: Sequence[Pair],
+    seed: int,
+    *,
+    fractions: tuple[float, float, float] | None = None,
+    per_class: int | None = None,
+) -> dict:
+  """Splits pairs one by one (scenes may leak across splits), stratified by class.
+
+  Exactly one of `fractions` and `per_class` is given:
+    fractions: (train, val, test) shares; val and test get round(share * len(pairs)) pairs,
+      apportioned to the classes by their sizes (the original SAR2Optical split: 0.8/0.1/0.1,
+      12,800/1,600/1,600 of the Kaggle set's 16,000).
+    per_class: val and test each get this many pairs of every class, train the rest
+      (250: the 1,000/1,000/14,000 split of the project's seed document).
+
+  Returns:
+    `{"data": {"train": [...], "val": [...], "test": [...]}}` with sorted s1 paths.
+  """
+  if (fractions is None) == (per_class is None):
+    raise ValueError("give exactly one of fractions and per_class")
+  sizes = collections.Counter(pair.label for pair in pairs)
+  if per_class is not None:
+    for label, size in sorted(sizes.items()):
+      if size <= 2 * per_class:
+        raise DataError(
+            f"class {label or '(unnamed)'!r} has {size} pairs: too few for {per_class} in val, "
+            f"{per_class} in test and some in train; choose a smaller per-class count")
+    held_out = {label: per_class for label in sizes}
+    targets = {"val": held_out, "test": held_out}
+  else:
+    _check_fractions(fractions)
+    targets = {name: _apportion(round(fraction * len(pairs)), sizes)
+               for name, fraction in zip(SPLIT_NAMES[1:], fractions[1:])}
+  targets["train"] = {label: size - targets["val"][label] - targets["test"][label]
+                      for label, size in sizes.items()}
+  return _assign_groups({pair.s1: [pair] for pair in pairs}, targets, seed)
+
+
+def _check_fractions(fractions: Sequence[float]) -> None:
   if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6:
     raise DataError(
         f"split fractions must be three positive numbers (train, val, test) summing to 1, "
         f"got {tuple(fractions)}")
-  by_scene = all(pair.scene is not None for pair in pairs)
-  groups = collections.defaultdict(list)
-  for pair in pairs:
-    groups[pair.scene if by_scene else pair.s1].append(pair.s1)
-  if len(groups) < 3:
-    unit = "scenes" if by_scene else "pairs"
-    raise DataError(
-        f"cannot make disjoint train/val/test splits from {len(groups)} {unit}: "
-        f"need at least 3 so that each split gets one ({sorted(groups)})")
+
+
+def _apportion(total: int, sizes: collections.Counter) -> dict[str, int]:
+  """Splits `total` over the labels in proportion to `sizes` (largest remainder)."""
+  shares = {label: total * size / sizes.total() for label, size in sizes.items()}
+  counts = {label: int(share) for label, share in shares.items()}
+  by_remainder = sorted(shares, key=lambda label: (counts[label] - shares[label], label))
+  for label in by_remainder[:total - sum(counts.values())]:
+    counts[label] += 1
+  return counts
+
+
+def _assign_groups(groups: dict[str, list[Pair]], targets: dict[str, dict[str, float]],
+                   seed: int) -> dict:
+  """Places whole groups into splits so that per-class counts come close to `targets`.
+
+  The cost is the sum over splits and classes of ((count - target) / class size)^2. Groups are
+  placed largest first (equal sizes in a seeded order), each where it adds the least cost, the
+  last ones into any split still empty; then single groups move while that lowers the cost
+  and leaves no split empty.
+  """
+  sizes = collections.Counter(pair.label for members in groups.values() for pair in members)
+  counts = {name: collections.Counter() for name in SPLIT_NAMES}
+  members = {name: [] for name in SPLIT_NAMES}
+  group_labels = {key: collections.Counter(pair.label for pair in pairs)
+                  for key, pairs in groups.items()}
+
+  def added_cost(name: str, key: str, sign: int) -> float:
+    cost = 0.0
+    for label, size in group_labels[key].items():
+      before = counts[name][label] - targets[name].get(label, 0)
+      cost += ((before + sign * size) ** 2 - before ** 2) / sizes[label] ** 2
+    return cost
+
+  def place(key: str, name: str, sign: int) -> None:
+    counts[name].update({label: sign * size for label, size in group_labels[key].items()})
+    if sign > 0:
+      members[name].append(key)
+    else:
+      members[name].remove(key)
+
   keys = sorted(groups)
   random.Random(seed).shuffle(keys)
-  split = {}
-  for name, fraction in (("test", fractions[2]), ("val", fractions[1])):
-    target = round(fraction * len(pairs))
-    taken = []
-    # Leave at least one group for each split still to fill.
-    groups_left_for_others = 2 if name == "test" else 1
-    while len(keys) > groups_left_for_others and (not taken or len(taken) < target):
-      taken.extend(groups[keys.pop(0)])
-    split[name] = sorted(taken)
-  split["train"] = sorted(s1 for key in keys for s1 in groups[key])
-  return {"data": {name: split[name] for name in SPLIT_NAMES}}
+  keys.sort(key=lambda key: -len(groups[key]))
+  home = {}
+  for placed, key in enumerate(keys):
+    empty = [name for name in SPLIT_NAMES if not members[name]]
+    candidates = empty if len(keys) - placed <= len(empty) else SPLIT_NAMES
+    home[key] = min(candidates, key=lambda name: added_cost(name, key, +1))
+    place(key, home[key], +1)
+  moved = True
+  while moved:
+    moved = False
+    for key in keys:
+      if len(members[home[key]]) == 1:
+        continue
+      leaving = added_cost(home[key], key, -1)
+      target = min((name for name in SPLIT_NAMES if name != home[key]),
+                   key=lambda name: added_cost(name, key, +1))
+      if leaving + added_cost(target, key, +1) < -1e-12:
+        place(key, home[key], -1)
+        place(key, target, +1)
+        home[key], moved = target, True
+  return {"data": {name: sorted(pair.s1 for key in members[name] for pair in groups[key])
+                   for name in SPLIT_NAMES}}
 
 
 def write_split(path: str | os.PathLike[str], split: dict) -> None:
@@ -193,3 +324,13 @@ def split_counts(split: dict, pairs: Sequence[Pair]) -> dict[str, dict[str, int]
     per_label = collections.Counter(pair.label for pair in select(pairs, split, name))
     counts[name] = {label: per_label[label] for label in labels}
   return counts
+
+
+def shared_scenes(split: dict, pairs: Sequence[Pair]) -> list[str]:
+  """Returns the scenes that have pairs in more than one split, sorted."""
+  splits_of_scene = collections.defaultdict(set)
+  for name in SPLIT_NAMES:
+    for pair in select(pairs, split, name):
+      if pair.scene is not None:
+        splits_of_scene[pair.scene].add(name)
+  return sorted(scene for scene, names in splits_of_scene.items() if len(names) > 1)

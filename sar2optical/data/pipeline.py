@@ -1,17 +1,26 @@
 """Grain input pipelines that yield batches of uint8 SAR/optical images.
 
-Pixels stay uint8 here; scaling to [-1, 1] happens on the device.
+Training: one global, seeded order of examples (reshuffled every epoch); example i of it is
+decoded, fitted and augmented with a random generator seeded by (seed, i), so it is the same
+whatever the number of worker processes or JAX processes. Global batch t is examples
+[t*B, (t+1)*B); process p of P gets the p-th contiguous B/P of them, so the global batch is the
+same for any P. Pixels stay uint8 here; scaling to [-1, 1] happens on the device.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 import dataclasses
 import os
+from typing import Any
 
+from absl import flags
+from absl import logging
 import grain
 import numpy as np
 
+from sar2optical.data.augment import Augmentation, fit_pair
 from sar2optical.data.images import load_pair
 from sar2optical.data.pairs import Pair
+from sar2optical.data.sources import PairSource
 from sar2optical.errors import DataError
 
 # Each prefetched element is a whole batch, so grain's default buffer (500) would hold
@@ -39,9 +48,112 @@ class LoadEvalExample(LoadPair):
     return {**super().map(pair), "valid": np.asarray(valid), "index": np.asarray(index)}
 
 
+@dataclasses.dataclass(frozen=True)
+class _Decode(grain.transforms.Map):
+  """Decodes a record of `source`; with `skip_bad`, a bad one becomes None (and is logged)."""
+  source: PairSource
+  skip_bad: bool
+
+  def map(self, element: Any) -> dict[str, np.ndarray] | None:
+    try:
+      return self.source.decode(element)
+    except DataError as error:
+      if not self.skip_bad:
+        raise
+      logging.warning("Skipping a bad record (config.data.skip_bad): %s", error)
+      return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Fit(grain.transforms.RandomMap):
+  """Fits (and augments) a decoded pair to image_size and repeats the SAR band to in_channels."""
+  image_size: int
+  in_channels: int
+  augmentation: Augmentation
+
+  def random_map(self, element: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    fitted = fit_pair(element, self.image_size, self.augmentation, rng)
+    if self.in_channels != 1:
+      fitted["sar"] = np.repeat(fitted["sar"], self.in_channels, axis=-1)
+    return fitted
+
+
+@dataclasses.dataclass(frozen=True)
+class _StackMarkingBad:
+  """Stacks a batch in which bad records (None) are blank rows with "valid" False."""
+  image_size: int
+  in_channels: int
+
+  def __call__(self, examples: Sequence[dict[str, np.ndarray] | None]) -> dict[str, np.ndarray]:
+    size = self.image_size
+    blank = {"sar": np.zeros((size, size, self.in_channels), np.uint8),
+             "optical": np.zeros((size, size, 3), np.uint8)}
+    rows = [blank if example is None else example for example in examples]
+    return {"sar": np.stack([row["sar"] for row in rows]),
+            "optical": np.stack([row["optical"] for row in rows]),
+            "valid": np.array([example is not None for example in examples])}
+
+
+class _DropBadRows(grain.transforms.Map):
+  """Drops the rows of bad records and counts them (runs in the main process)."""
+
+  def __init__(self):
+    self.count = 0
+
+  def map(self, element: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    valid = element.pop("valid")
+    self.count += int(valid.size - valid.sum())
+    return element if valid.all() else {key: value[valid] for key, value in element.items()}
+
+
+class TrainIterator(grain.DatasetIterator):
+  """Endless training batches of this process; checkpointable with grain.checkpoint.
+
+  Its state is grain's state of the pipeline plus the global batch the pipeline started at
+  (0, or a step set with `restart_at`). `layout` names what a saved state depends on beyond
+  the config (process count, workers): restore a state only where it is equal.
+  """
+
+  def __init__(self, make_pipeline: Callable[[int], grain.IterDataset], layout: dict[str, Any],
+               bad_rows: _DropBadRows | None):
+    super().__init__()
+    self.layout = layout
+    self._make_pipeline = make_pipeline
+    self._bad_rows = bad_rows
+    self._start_batch = 0
+    self._pipeline = iter(make_pipeline(0))
+
+  @property
+  def skipped(self) -> int:
+    """Bad records skipped so far by this process (config.data.skip_bad)."""
+    return self._bad_rows.count if self._bad_rows else 0
+
+  def restart_at(self, batch: int) -> None:
+    """Continues with global batch `batch` (batches 0, 1, ... are those of steps 1, 2, ...)."""
+    self._pipeline.close()
+    self._start_batch = batch
+    self._pipeline = iter(self._make_pipeline(batch))
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    return next(self._pipeline)
+
+  def get_state(self) -> dict[str, Any]:
+    return {"start_batch": self._start_batch, "pipeline": self._pipeline.get_state()}
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    if state["start_batch"] != self._start_batch:
+      self.restart_at(state["start_batch"])
+    self._pipeline.set_state(state["pipeline"])
+
+  def start_prefetch(self) -> None:
+    self._pipeline.start_prefetch()
+
+  def close(self) -> None:
+    self._pipeline.close()
+
+
 def train_iterator(
-    root: str | os.PathLike[str],
-    pairs: Sequence[Pair],
+    source: PairSource,
     *,
     image_size: int,
     in_channels: int,
@@ -49,39 +161,67 @@ def train_iterator(
     seed: int,
     process_index: int = 0,
     process_count: int = 1,
-) -> grain.DatasetIterator:
+    augmentation: Augmentation = Augmentation(),
+    workers: int = 0,
+    skip_bad: bool = False,
+) -> TrainIterator:
   """Returns an endless iterator over this process's part of shuffled training batches.
 
-  Every epoch is reshuffled with `seed`. Process p gets examples p, p + process_count, ...
-  of the global order, so the processes' batches together form the global batch.
-
   Args:
-    root: data root that the pairs' paths are relative to.
-    pairs: training pairs.
+    source: the training pairs, e.g. `FolderSource(root, pairs)` or `TfdsSource("train")`.
     image_size: side length of the square images.
     in_channels: SAR channels, 1 or 3 (the band repeated).
     global_batch_size: batch size summed over all processes.
-    seed: shuffle seed.
+    seed: seed of the shuffle and of the augmentation.
     process_index: index of this process, in [0, process_count).
     process_count: number of processes that read data.
+    augmentation: random transforms of training pairs; none by default.
+    workers: grain worker processes (mp_prefetch); 0 decodes in threads of this process.
+    skip_bad: skip (and count) records that cannot be decoded instead of raising DataError.
 
   Returns:
-    A grain iterator (with get_state/set_state) of {"sar": uint8 (b, S, S, in_channels),
-    "optical": uint8 (b, S, S, 3)} with b = global_batch_size // process_count.
+    A `TrainIterator` of {"sar": uint8 (b, S, S, in_channels), "optical": uint8 (b, S, S, 3)}
+    with b = global_batch_size // process_count.
   """
-  if not pairs:
-    raise DataError(f"no training pairs under {root}: the train split is empty")
+  if not len(source):
+    raise DataError(f"no training pairs in {source.description}: the train split is empty")
   if global_batch_size <= 0 or global_batch_size % process_count:
     raise DataError(
         f"global batch size {global_batch_size} must be a positive multiple of the "
         f"process count {process_count}")
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index {process_index} not in [0, {process_count})")
-  dataset = grain.MapDataset.source(list(pairs)).shuffle(seed=seed).repeat(None)
-  dataset = dataset[process_index::process_count]
-  dataset = dataset.map(LoadPair(os.fspath(root), image_size, in_channels))
-  dataset = dataset.batch(global_batch_size // process_count, drop_remainder=True)
-  return iter(dataset.to_iter_dataset(_READ_OPTIONS))
+  local_batch_size = global_batch_size // process_count
+  examples = grain.MapDataset.source(source).shuffle(seed=seed).repeat(None)
+  examples = examples.map(_Decode(source, skip_bad))
+  examples = examples.random_map(_Fit(image_size, in_channels, augmentation), seed=seed)
+  batch_fn = _StackMarkingBad(image_size, in_channels) if skip_bad else None
+  local_batches = examples.batch(local_batch_size, batch_fn=batch_fn)[process_index::process_count]
+  bad_rows = _DropBadRows() if skip_bad else None
+
+  def make_pipeline(first_batch: int) -> grain.IterDataset:
+    pipeline = local_batches[first_batch:].to_iter_dataset(_READ_OPTIONS)
+    if workers:
+      if not flags.FLAGS.is_parsed():
+        # grain <= 0.2.18 reads one of its absl flags in mp_prefetch, which fails outside absl.app
+        # (google/grain#1355); its default is what we want.
+        flags.FLAGS.mark_as_parsed()
+      pipeline = pipeline.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    if bad_rows:
+      pipeline = pipeline.map(bad_rows).filter(lambda batch: len(batch["sar"]) > 0)
+      pipeline = grain.experimental.RebatchIterDataset(pipeline, local_batch_size, drop_remainder=True)
+    return pipeline
+
+  layout = {"process_count": process_count, "workers": workers, "skip_bad": skip_bad}
+  return TrainIterator(make_pipeline, layout, bad_rows)
+
+
+def first_pairs(source: PairSource, count: int, *, image_size: int, in_channels: int) -> dict[str, np.ndarray]:
+  """The first `count` pairs of `source` (fewer if it is smaller), fitted without augmentation, stacked."""
+  fit = _Fit(image_size, in_channels, Augmentation())
+  examples = [fit.random_map(source.decode(source[index]), np.random.default_rng(0))
+              for index in range(min(count, len(source)))]
+  return {key: np.stack([example[key] for example in examples]) for key in ("sar", "optical")}
 
 
 def eval_batches(

@@ -1,0 +1,107 @@
+"""TFDS builder `sen1_2`: a SEN1-2 folder in the Kaggle layout as ArrayRecord, split by a split file.
+
+Each example holds the SAR and optical images, the class (its folder name), the scene
+("ROIs1970_fall_13", or "") and the patch id (the s1 path relative to the folder, as split files
+list it). Two configs:
+
+  pixels  decoded uint8 arrays: about twice the PNGs' size, nothing to decode while training
+  png     the images as PNG bytes (re-encoded only where a file is not an L / RGB PNG)
+
+The build needs no TensorFlow; `python -m sar2optical.data.build_tfds` runs it. The split (a
+split file, or a seeded split by scene) is stored in the dataset's metadata under "split".
+"""
+
+import io
+import pathlib
+from typing import Any
+
+import numpy as np
+from PIL import Image
+import tensorflow_datasets as tfds
+
+from sar2optical.data import images
+from sar2optical.data import pairs as pairs_lib
+
+_CHANNELS = {"sar": ("L", 1), "optical": ("RGB", 3)}
+
+
+class Sen12(tfds.core.GeneratorBasedBuilder):
+  """SEN1-2 Sentinel-1/Sentinel-2 patch pairs, from a manually downloaded Kaggle `v_2` folder."""
+
+  name = "sen1_2"
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "SAR, optical, label, scene and patch id; split by a split file."}
+  BUILDER_CONFIGS = [
+      tfds.core.BuilderConfig(name="pixels", description="Images as decoded uint8 arrays."),
+      tfds.core.BuilderConfig(name="png", description="Images as PNG bytes."),
+  ]
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+  Download "Sentinel-1&2 Image Pairs segregated by terrain" from Kaggle and point the manual dir
+  at its v_2 folder (v_2/<class>/s1/*.png, v_2/<class>/s2/*.png).
+  """
+
+  def __init__(self, *, split_file: str | None = None, split_seed: int = 0, **kwargs: Any):
+    """`split_file`: a split.json to build the splits from; None: a seeded split by scene."""
+    self._split_file = split_file
+    self._split_seed = split_seed
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    if self.builder_config.name == "png":
+      image = lambda channels: tfds.features.Image(shape=(None, None, channels), encoding_format="png")
+    else:
+      image = lambda channels: tfds.features.Tensor(shape=(None, None, channels), dtype=np.uint8,
+                                                    encoding=tfds.features.Encoding.BYTES)
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description="Co-registered Sentinel-1 SAR / Sentinel-2 RGB 256x256 patch pairs (SEN1-2).",
+        features=tfds.features.FeaturesDict({
+            "sar": image(1),
+            "optical": image(3),
+            "label": tfds.features.Text(),
+            "scene": tfds.features.Text(),
+            "patch_id": tfds.features.Text(),
+        }),
+        homepage="https://mediatum.ub.tum.de/1436631",
+        citation="Schmitt, Hughes, Zhu: The SEN1-2 dataset for deep learning in SAR-optical data "
+                 "fusion. ISPRS Annals IV-1, 141-146, 2018.",
+        metadata=tfds.core.MetadataDict(),
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
+    root = pathlib.Path(dl_manager.manual_dir)
+    found = pairs_lib.find_pairs(root)
+    if self._split_file:
+      split = pairs_lib.read_split(self._split_file)
+    else:
+      split = pairs_lib.make_split(found, seed=self._split_seed)
+    self.info.metadata["split"] = split
+    return {name: self._generate_examples(root, pairs_lib.select(found, split, name))
+            for name in pairs_lib.SPLIT_NAMES if split["data"][name]}
+
+  def _generate_examples(self, root: pathlib.Path, pairs: list[pairs_lib.Pair]):
+    encode = _png_bytes if self.builder_config.name == "png" else _pixels
+    for pair in pairs:
+      yield pair.s1, {
+          "sar": encode(root / pair.s1, "sar"),
+          "optical": encode(root / pair.s2, "optical"),
+          "label": pair.label,
+          "scene": pair.scene or "",
+          "patch_id": pair.s1,
+      }
+
+
+def _pixels(path: pathlib.Path, kind: str) -> np.ndarray:
+  return images.load_image(path, _CHANNELS[kind][0], None)
+
+
+def _png_bytes(path: pathlib.Path, kind: str) -> bytes:
+  """The file's bytes when it is a PNG in the right mode, else the decoded image as PNG."""
+  pixels = _pixels(path, kind)  # Decodes fully: a corrupt file fails the build, named.
+  data = path.read_bytes()
+  with Image.open(io.BytesIO(data)) as image:
+    if image.format == "PNG" and image.mode == _CHANNELS[kind][0]:
+      return data
+  encoded = io.BytesIO()
+  Image.fromarray(pixels[..., 0] if kind == "sar" else pixels).save(encoded, format="PNG")
+  return encoded.getvalue()

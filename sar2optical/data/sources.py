@@ -1,0 +1,94 @@
+"""Random-access sources of SAR/optical pairs for the grain pipeline: a folder or a TFDS build.
+
+A source is a sequence of records (len and indexing, as grain's data sources) with a `decode`
+that turns one record into {"sar": uint8 (H, W, 1), "optical": uint8 (H, W, 3)} at the stored
+size, raising DataError that names the record's file when it cannot.
+"""
+
+from collections.abc import Sequence
+import os
+import pathlib
+from typing import Any, Protocol
+
+import numpy as np
+
+from sar2optical.data import images
+from sar2optical.data.pairs import Pair
+from sar2optical.errors import DataError
+
+TFDS_CONFIGS = ("pixels", "png")
+
+
+class PairSource(Protocol):
+  """What the training pipeline reads: records by index, and their decoding."""
+
+  description: str  # What and where, for log lines and errors.
+
+  def __len__(self) -> int:
+    ...
+
+  def __getitem__(self, index: int) -> Any:
+    ...
+
+  def decode(self, record: Any) -> dict[str, np.ndarray]:
+    ...
+
+
+class FolderSource:
+  """Pairs of PNG (or other Pillow-readable) files under a data root."""
+
+  def __init__(self, root: str | os.PathLike[str], pairs: Sequence[Pair]):
+    self.root = pathlib.Path(root)
+    self.pairs = tuple(pairs)
+    self.description = f"{len(self.pairs)} pairs in {self.root}"
+
+  def __len__(self) -> int:
+    return len(self.pairs)
+
+  def __getitem__(self, index: int) -> Pair:
+    return self.pairs[index]
+
+  def decode(self, record: Pair) -> dict[str, np.ndarray]:
+    return {"sar": images.load_image(self.root / record.s1, "L", None),
+            "optical": images.load_image(self.root / record.s2, "RGB", None)}
+
+
+class TfdsSource:
+  """One split of a `sen1_2` TFDS build, read with `tfds.data_source` (ArrayRecord, random access).
+
+  The "pixels" config stores decoded uint8 arrays; the "png" config stores PNG bytes, which are
+  decoded here (not by TFDS) so that a corrupt one is reported by its patch id.
+  """
+
+  def __init__(self, split: str, *, data_dir: str = "", config: str = "pixels"):
+    # TFDS takes seconds to import: only runs that read a TFDS build pay for it.
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    from sar2optical.data import sen1_2  # pylint: disable=g-import-not-at-top
+    if config not in TFDS_CONFIGS:
+      raise DataError(f"unknown sen1_2 config {config!r}; expected one of {', '.join(TFDS_CONFIGS)}")
+    builder = sen1_2.Sen12(config=config, data_dir=data_dir or None)
+    if not builder.is_prepared():
+      raise DataError(
+          f"no sen1_2/{config} build in {builder.data_dir}: build it with python -m "
+          f"sar2optical.data.build_tfds --manual_dir=/path/to/v_2 --config={config}"
+          + (f" --data_dir={data_dir}" if data_dir else ""))
+    if split not in builder.info.splits:
+      raise DataError(f"the sen1_2/{config} build in {builder.data_dir} has no split {split!r} "
+                      f"(it has {', '.join(builder.info.splits)})")
+    skip = tfds.decode.SkipDecoding()
+    self.description = f"sen1_2/{config} {split} in {builder.data_dir}"
+    self.split_file = builder.info.metadata["split"]
+    self._records = builder.as_data_source(
+        split=split, decoders={"sar": skip, "optical": skip} if config == "png" else None)
+
+  def __len__(self) -> int:
+    return len(self._records)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    return self._records[index]
+
+  def decode(self, record: dict[str, Any]) -> dict[str, np.ndarray]:
+    name = f"{record['patch_id'].decode()} of {self.description}"
+    return {key: images.decode_image(record[key], mode, f"{key} image {name}")
+            if isinstance(record[key], bytes) else record[key]
+            for key, mode in (("sar", "L"), ("optical", "RGB"))}

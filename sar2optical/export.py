@@ -1,0 +1,159 @@
+r"""Exports a workdir's generator as serialized StableHLO (`jax.export`) that runs without this project.
+
+  python -m sar2optical.export --workdir=runs/pix2pix --output=exported/generator.jax \
+      [--step=latest] [--platforms=cpu,cuda,tpu]
+
+Writes, beside each other:
+
+  F                  the serialized `jax.export.Exported`: uint8 SAR (b, S, S, C) → uint8 RGB (b, S, S, 3)
+                     for any batch size b; eval mode (running BatchNorm statistics, no dropout), with the
+                     weights and the pixel mapping (both directions) baked in
+  F.json             what a caller needs: image size, channels, dtypes, pixel spec, step, platforms
+  load_exported.py   a standalone loader (jax and numpy; Pillow for its PNG command line)
+
+The loader is a file written next to the artifact rather than a function of this package, so that
+whoever receives the artifact gets what runs it without installing sar2optical or its model code.
+"""
+
+import json
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from absl import flags, logging
+
+from sar2optical import cli, training
+from sar2optical.errors import ConfigError
+from sar2optical.inference import TrainedGenerator, load_generator
+
+LOADER_NAME = "load_exported.py"
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+DEFAULT_PLATFORMS = ("cpu", "cuda", "tpu")
+
+LOADER_SOURCE = r'''"""Runs a generator exported by `python -m sar2optical.export`, with jax and numpy only.
+
+  python load_exported.py generator.jax input.png output.png     # needs Pillow too
+
+  from load_exported import load
+  generator = load("generator.jax")     # reads generator.jax and generator.jax.json
+  rgb = generator(sar)                  # uint8 (B, S, S, C) -> uint8 (B, S, S, 3), any B
+"""
+
+import json
+import pathlib
+import sys
+
+import jax
+import numpy as np
+
+
+class ExportedGenerator:
+  """The deserialized generator and its sidecar: `image_size`, `in_channels`, `step`, `spec`."""
+
+  def __init__(self, path):
+    path = pathlib.Path(path)
+    self.spec = json.loads(pathlib.Path(f"{path}.json").read_text())
+    self.image_size = self.spec["image_size"]
+    self.in_channels = self.spec["in_channels"]
+    self.step = self.spec["step"]
+    self._exported = jax.export.deserialize(bytearray(path.read_bytes()))
+
+  def __call__(self, sar):
+    sar = np.asarray(sar)
+    expected = (self.image_size, self.image_size, self.in_channels)
+    if sar.dtype != np.uint8 or sar.ndim != 4 or sar.shape[1:] != expected:
+      raise ValueError(f"expected uint8 SAR of shape (batch, {', '.join(map(str, expected))}), "
+                       f"got {sar.dtype} {sar.shape}")
+    return np.asarray(self._exported.call(sar))
+
+
+def load(path):
+  return ExportedGenerator(path)
+
+
+def translate_png(generator, source, target):
+  """One SAR image file -> an RGB PNG of its size (bilinear resizing to and from the model's size)."""
+  from PIL import Image
+  with Image.open(source) as image:
+    grey = image.convert("L")
+  size = (generator.image_size, generator.image_size)
+  sar = np.asarray(grey.resize(size, Image.BILINEAR) if grey.size != size else grey, np.uint8)
+  sar = np.repeat(sar[None, :, :, None], generator.in_channels, axis=-1)
+  rgb = Image.fromarray(generator(sar)[0])
+  (rgb.resize(grey.size, Image.BILINEAR) if rgb.size != grey.size else rgb).save(target)
+
+
+if __name__ == "__main__":
+  if len(sys.argv) != 4:
+    sys.exit(f"usage: python {sys.argv[0]} ARTIFACT INPUT_IMAGE OUTPUT_PNG")
+  translate_png(load(sys.argv[1]), sys.argv[2], sys.argv[3])
+'''
+
+
+def translate_fn(generator: TrainedGenerator):
+  """uint8 SAR → uint8 RGB, on the device: the function that is exported."""
+  def translate(sar: jax.Array) -> jax.Array:
+    values = training.generate(generator.model, generator.g_params, generator.g_stats, sar)
+    return jnp.round(generator.pixels.to_unit(values) * 255.0).astype(jnp.uint8)
+  return translate
+
+
+def export_generator(generator: TrainedGenerator,
+                     platforms: tuple[str, ...] = DEFAULT_PLATFORMS) -> jax.export.Exported:
+  """The generator exported for `platforms`, with a symbolic batch dimension."""
+  (batch,) = jax.export.symbolic_shape("b")
+  size = generator.image_size
+  sar = jax.ShapeDtypeStruct((batch, size, size, generator.in_channels), jnp.uint8)
+  return jax.export.export(jax.jit(translate_fn(generator)), platforms=platforms)(sar)
+
+
+def sidecar(generator: TrainedGenerator, exported: jax.export.Exported) -> dict[str, Any]:
+  return {"format": "jax.export serialized StableHLO", "step": generator.step,
+          "image_size": generator.image_size, "in_channels": generator.in_channels,
+          "input": {"shape": ["b", generator.image_size, generator.image_size, generator.in_channels],
+                    "dtype": "uint8", "meaning": "SAR pixels, SEN1-2 8-bit convention"},
+          "output": {"shape": ["b", generator.image_size, generator.image_size, 3], "dtype": "uint8",
+                     "meaning": "RGB pixels"},
+          "pixels": generator.pixels.to_dict(), "mode": "eval", "platforms": list(exported.platforms),
+          "calling_convention_version": exported.calling_convention_version, "jax_version": jax.__version__,
+          "model": generator.config.model.to_dict()}
+
+
+def export_workdir(workdir: str | pathlib.Path, output: str | pathlib.Path, step: str | int = "latest",
+                   platforms: tuple[str, ...] = DEFAULT_PLATFORMS) -> pathlib.Path:
+  """Writes the artifact `output`, `output.json` and the loader beside them; returns the artifact's path."""
+  unknown = sorted(set(platforms) - set(PLATFORMS))
+  if unknown or not platforms:
+    raise ConfigError(f"--platforms: expected some of {', '.join(PLATFORMS)}, got {', '.join(platforms) or 'none'}")
+  generator = load_generator(workdir, step)
+  exported = export_generator(generator, platforms)
+  output = pathlib.Path(output)
+  output.parent.mkdir(parents=True, exist_ok=True)
+  output.write_bytes(exported.serialize())
+  pathlib.Path(f"{output}.json").write_text(json.dumps(sidecar(generator, exported), indent=2) + "\n")
+  (output.parent / LOADER_NAME).write_text(LOADER_SOURCE)
+  logging.info("Exported step %d of %s for %s to %s (%.1f MB), loader %s", generator.step, workdir,
+               ", ".join(exported.platforms), output, output.stat().st_size / 1e6, output.parent / LOADER_NAME)
+  return output
+
+
+def _define_flags() -> None:
+  flags.DEFINE_string("workdir", None, "Workdir holding checkpoints/ (trained or converted).", required=True)
+  flags.DEFINE_string("output", None, "The artifact to write; F.json and load_exported.py go beside it.",
+                      required=True)
+  flags.DEFINE_string("step", "latest", "Checkpoint step to export, or latest.")
+  flags.DEFINE_list("platforms", list(DEFAULT_PLATFORMS),
+                    f"Platforms the artifact runs on: some of {', '.join(PLATFORMS)}.")
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  values = flags.FLAGS
+  output = export_workdir(values.workdir, values.output, values.step, tuple(values.platforms))
+  print(f"exported -> {output} (+ {output.name}.json, {LOADER_NAME})")
+
+
+if __name__ == "__main__":  # flags are defined here only, so that importing this module defines none
+  _define_flags()
+  cli.run(main)

@@ -1,0 +1,95 @@
+"""The generator exported as serialized StableHLO, run by the standalone loader beside it."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+from test_training import REPO, tiny_config
+
+from sar2optical import checkpoint, export, training
+from sar2optical.errors import ConfigError
+from sar2optical.inference import load_generator
+from sar2optical.pixels import PixelSpec
+
+# Runs a script with the project's model code and torch made unimportable (`import flax` raises ImportError).
+_WITHOUT_PROJECT = ("import runpy, sys; sys.modules.update(dict.fromkeys(['sar2optical', 'flax', 'optax', 'orbax', "
+                    "'torch'])); sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+def make_workdir(workdir: pathlib.Path, in_channels: int, upsampling: str) -> pathlib.Path:
+  """A checkpoint at step 5 of a 3-level generator at 32², with weights that spread its outputs over 0..255."""
+  config = tiny_config("unused", **{"model.in_channels": in_channels, "model.upsampling": upsampling})
+  model = training.make_pix2pix(config, PixelSpec())
+  state = training.create_state(model, training.make_mesh(), 0, config.image_size, in_channels)
+  fan_in_scaled = lambda leaf: leaf / (0.02 * np.sqrt(leaf.size / leaf.shape[-1])) if leaf.ndim == 4 else leaf
+  state = state.replace(g_params=jax.tree.map(fan_in_scaled, state.g_params))  # N(0, 0.02) → N(0, 1/fan-in)
+  checkpoints = checkpoint.Checkpoints(workdir)
+  checkpoints.save(5, state, None, checkpoint.make_metadata(config, PixelSpec(), 5))
+  checkpoints.wait()
+  checkpoints.close()
+  return workdir
+
+
+def run_without_project(*args: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "-c", _WITHOUT_PROJECT, *args], capture_output=True, text=True,
+                        timeout=600, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+
+
+@pytest.mark.parametrize("in_channels, upsampling", [(1, "none"), (3, "bilinear")])
+def test_exported_output_equals_in_process(tmp_path, in_channels, upsampling):
+  workdir = make_workdir(tmp_path / "run", in_channels, upsampling)
+  artifact = export.export_workdir(workdir, tmp_path / "out" / "generator.jax", platforms=("cpu",))
+  generator = load_generator(workdir)
+  loader = {}
+  exec(compile((tmp_path / "out" / export.LOADER_NAME).read_text(), export.LOADER_NAME, "exec"), loader)
+  exported = loader["load"](artifact)
+  rng = np.random.default_rng(0)
+  in_process = jax.jit(export.translate_fn(generator))
+  for batch in (1, 3):  # one artifact, any batch size
+    sar = rng.integers(0, 256, (batch, 32, 32, in_channels), dtype=np.uint8)
+    translated = exported(sar)
+    assert translated.dtype == np.uint8 and translated.shape == (batch, 32, 32, 3)
+    np.testing.assert_array_equal(translated, in_process(sar))
+    # predict.py's path (float output, rounded on the host) differs only where float error meets a .5.
+    predicted = generator.pixels.to_uint8(generator(sar))
+    assert np.mean((predicted == 0) | (predicted == 255)) < 0.1  # outputs spread, not saturated
+    difference = np.abs(translated.astype(int) - predicted)
+    assert difference.max() <= 1 and np.mean(difference > 0) < 1e-3
+  with pytest.raises(ValueError, match=r"expected uint8 SAR of shape \(batch, 32, 32"):
+    exported(np.zeros((1, 64, 64, in_channels), np.uint8))
+  assert exported.step == 5
+
+
+def test_cli_export_runs_without_the_project(tmp_path):
+  workdir = make_workdir(tmp_path / "run", 1, "none")
+  artifact = tmp_path / "out" / "generator.jax"
+  result = subprocess.run([sys.executable, "-m", "sar2optical.export", f"--workdir={workdir}", f"--output={artifact}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert result.returncode == 0, result.stderr[-3000:]
+  spec = json.loads(pathlib.Path(f"{artifact}.json").read_text())
+  assert spec["platforms"] == ["cpu", "cuda", "tpu"] and spec["pixels"] == PixelSpec().to_dict()
+  assert (spec["image_size"], spec["in_channels"], spec["step"], spec["mode"]) == (32, 1, 5, "eval")
+  sar = np.random.default_rng(0).integers(0, 256, (48, 40), dtype=np.uint8)
+  Image.fromarray(sar).save(tmp_path / "sar.png")
+  result = run_without_project(str(artifact.parent / export.LOADER_NAME), str(artifact), str(tmp_path / "sar.png"),
+                               str(tmp_path / "rgb.png"))
+  assert result.returncode == 0, result.stderr[-3000:]
+  with Image.open(tmp_path / "rgb.png") as rgb:
+    assert rgb.mode == "RGB" and rgb.size == (40, 48)
+  generator = load_generator(workdir)
+  resized = np.asarray(Image.fromarray(sar).resize((32, 32), Image.BILINEAR))[None, :, :, None]
+  translated = np.asarray(jax.jit(export.translate_fn(generator))(resized))[0]
+  expected = Image.fromarray(translated).resize((40, 48), Image.BILINEAR)
+  np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "rgb.png")), np.asarray(expected))
+
+
+def test_unknown_platform_is_named(tmp_path):
+  with pytest.raises(ConfigError, match="--platforms: expected some of cpu, cuda, rocm, tpu, got gpu"):
+    export.export_workdir(tmp_path / "nowhere", tmp_path / "generator.jax", platforms=("gpu",))

@@ -1,0 +1,89 @@
+"""Tests of the `sen1_2` TFDS builder on the real sample: round trip, configs, and reading it to train."""
+
+import pathlib
+
+from conftest import requires_sen12, SEN12_ROOT
+import numpy as np
+from PIL import Image
+import pytest
+
+from configs import quickstart
+from sar2optical import trainer
+from sar2optical.data import build_tfds
+from sar2optical.data import pairs as pairs_lib
+from sar2optical.data import pipeline
+from sar2optical.data import sources
+from sar2optical.errors import DataError
+
+pytestmark = requires_sen12
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[pathlib.Path, dict]:
+  """Both configs of sen1_2, built from the sample with a seeded scene split written to a file."""
+  data_dir = tmp_path_factory.mktemp("tfds")
+  split = pairs_lib.make_split(pairs_lib.find_pairs(SEN12_ROOT), seed=1)
+  split_file = data_dir / "split.json"
+  pairs_lib.write_split(split_file, split)
+  for config in sources.TFDS_CONFIGS:
+    build_tfds.build(str(SEN12_ROOT), data_dir=str(data_dir), config=config, split_file=str(split_file))
+  return data_dir, split
+
+
+def _pillow(path: pathlib.Path, mode: str) -> np.ndarray:
+  with Image.open(path) as image:
+    return np.asarray(image.convert(mode))
+
+
+@pytest.mark.parametrize("config", sources.TFDS_CONFIGS)
+def test_round_trip_gives_the_pngs_pixels(built, config):
+  data_dir, split = built
+  pairs = {pair.s1: pair for pair in pairs_lib.find_pairs(SEN12_ROOT)}
+  seen = []
+  for name in pairs_lib.SPLIT_NAMES:
+    source = sources.TfdsSource(name, data_dir=str(data_dir), config=config)
+    assert source.split_file == split
+    ids = []
+    for index in range(len(source)):
+      record = source[index]
+      pair = pairs[record["patch_id"].decode()]
+      assert record["label"].decode() == pair.label and record["scene"].decode() == pair.scene
+      decoded = source.decode(record)
+      assert decoded["sar"].dtype == decoded["optical"].dtype == np.uint8
+      np.testing.assert_array_equal(decoded["sar"][..., 0], _pillow(SEN12_ROOT / pair.s1, "L"))
+      np.testing.assert_array_equal(decoded["optical"], _pillow(SEN12_ROOT / pair.s2, "RGB"))
+      ids.append(pair.s1)
+    assert sorted(ids) == split["data"][name]
+    seen += ids
+  assert sorted(seen) == sorted(pairs)
+
+
+def test_png_config_stores_the_files_bytes(built):
+  source = sources.TfdsSource("val", data_dir=str(built[0]), config="png")
+  record = source[0]
+  pair_s1 = record["patch_id"].decode()
+  assert record["sar"] == (SEN12_ROOT / pair_s1).read_bytes()
+  assert record["optical"] == (SEN12_ROOT / pair_s1.replace("/s1/", "/s2/").replace("_s1_", "_s2_")).read_bytes()
+
+
+def test_pipeline_reads_the_build(built):
+  source = sources.TfdsSource("train", data_dir=str(built[0]))
+  iterator = pipeline.train_iterator(source, image_size=64, in_channels=3, global_batch_size=4, seed=0)
+  batch = next(iterator)
+  iterator.close()
+  assert batch["sar"].shape == (4, 64, 64, 3) and batch["optical"].shape == (4, 64, 64, 3)
+  assert batch["sar"].dtype == np.uint8 and batch["sar"].std() > 1
+
+
+def test_trainer_reads_tfds_and_records_its_split(built, tmp_path):
+  data_dir, split = built
+  config = quickstart.get_config()
+  config.data.source, config.data.tfds_data_dir = "tfds", str(data_dir)
+  train, samples = trainer.training_sources(config, tmp_path)
+  assert pairs_lib.read_split(tmp_path / "split.json") == split
+  assert len(train) == len(split["data"]["train"]) and len(samples) == len(split["data"]["val"])
+
+
+def test_missing_build_says_how_to_build(tmp_path):
+  with pytest.raises(DataError, match=r"no sen1_2/png build in .*python -m sar2optical\.data\.build_tfds"):
+    sources.TfdsSource("train", data_dir=str(tmp_path), config="png")
