@@ -19,7 +19,7 @@ _DATA_ROOT = flags.DEFINE_string("data_root", None, "SEN1-2 folder (Kaggle layou
                                  "config's data.root.")
 _SPLIT = flags.DEFINE_enum("split", "test", ["test", "val", "train", "all"], "Which split of WORKDIR/split.json "
                            "(all: every pair under the data root).")
-_STEPS = flags.DEFINE_string("steps", "latest", "latest, all, or checkpoint steps N[,M...].")
+_STEPS = flags.DEFINE_string("steps", "latest", "latest, best (by validation PSNR), all, or checkpoint steps N[,M...].")
 _MODE = flags.DEFINE_enum("mode", "eval", ["eval", "train"], "eval: running BatchNorm statistics, no dropout (the "
                           "original's default); train: batch statistics and dropout, as the pix2pix authors test.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Images per jit-compiled batch (recorded in the output).",

@@ -23,5 +23,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 25
   config.checkpoint_every_steps = 100
   config.sample_every_steps = 100
+  config.eval_every_steps = 100
   config.keep_checkpoints = 2
   return config

@@ -5,6 +5,7 @@ mapping and the step. Orbax writes each step to a temporary directory and rename
 complete, so a half-written checkpoint is never taken as the latest.
 """
 
+import json
 import pathlib
 from typing import Any
 
@@ -19,6 +20,8 @@ from sar2optical.pixels import PixelSpec
 
 
 _DATA_ITEM = "data"  # Orbax writes each item to <step>/<item name>/
+BEST_METRIC = "val_psnr"  # the checkpoint with the highest value is kept whatever `keep` says
+BEST_FILE = "best.json"  # in the checkpoint folder: {"step", "val_psnr"} of the best checkpoint
 
 
 def checkpoint_dir(workdir: str | pathlib.Path) -> pathlib.Path:
@@ -29,11 +32,16 @@ class Checkpoints:
   """The checkpoints of one workdir. Saves are asynchronous; `wait()` blocks until they are on disk."""
 
   def __init__(self, workdir: str | pathlib.Path, *, keep: int | None = None, create: bool = True):
+    """`keep`: the last `keep` checkpoints stay, and so does the one saved with the best `val_psnr`."""
     self.directory = checkpoint_dir(workdir)
     if not create and not self.directory.is_dir():
       raise CheckpointError(f"no checkpoints in {workdir}: {self.directory} does not exist "
                             "(train first with: python train.py --config=... --workdir=...)")
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create, enable_async_checkpointing=True)
+    policy = None if keep is None else ocp.checkpoint_managers.AnyPreservationPolicy([
+        ocp.checkpoint_managers.LatestN(keep),
+        ocp.checkpoint_managers.BestN(get_metric_fn=lambda metrics: metrics[BEST_METRIC], n=1,
+                                      keep_checkpoints_without_metrics=False)])
+    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=create, enable_async_checkpointing=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def all_steps(self) -> list[int]:
@@ -43,12 +51,25 @@ class Checkpoints:
     return self._manager.latest_step()
 
   def save(self, step: int, state: Any, data_iterator: grain.DatasetIterator | None,
-           metadata: dict[str, Any]) -> None:
-    """Saves `state` and `metadata`, and the iterator's position unless it is None (a converted model)."""
+           metadata: dict[str, Any], val_psnr: float | None = None) -> None:
+    """Saves `state` and `metadata`, and the iterator's position unless it is None (a converted model).
+
+    With `val_psnr`, the checkpoint competes for best: the best one is never deleted and is named in
+    `checkpoints/best.json`.
+    """
     items = {"state": ocp.args.StandardSave(state), "metadata": ocp.args.JsonSave(metadata)}
     if data_iterator is not None:
       items[_DATA_ITEM] = grain.checkpoint.CheckpointSave(data_iterator)
-    self._manager.save(step, args=ocp.args.Composite(**items))
+    metrics = None if val_psnr is None else {BEST_METRIC: float(val_psnr)}
+    self._manager.save(step, args=ocp.args.Composite(**items), metrics=metrics)
+    best = self.best()
+    if val_psnr is not None and jax.process_index() == 0 and (best is None or val_psnr > best[BEST_METRIC]):
+      (self.directory / BEST_FILE).write_text(json.dumps({"step": step, BEST_METRIC: float(val_psnr)}) + "\n")
+
+  def best(self) -> dict[str, float] | None:
+    """{"step", "val_psnr"} of the best checkpoint so far, or None before any validation."""
+    path = self.directory / BEST_FILE
+    return json.loads(path.read_text()) if path.exists() else None
 
   def has_data_iterator(self, step: int) -> bool:
     """Whether the checkpoint at `step` holds a data iterator's position (converted ones do not)."""
@@ -66,10 +87,16 @@ class Checkpoints:
                                  args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))["metadata"]
 
   def resolve_step(self, step: str | int) -> int:
-    """'latest' or a step number → an existing step; CheckpointError naming what exists otherwise."""
+    """'latest', 'best' or a step number → an existing step; CheckpointError naming what exists otherwise."""
     steps = self.all_steps()
     if not steps:
       raise CheckpointError(f"no checkpoints in {self.directory}")
+    if step == "best":
+      best = self.best()
+      if best is None:
+        raise CheckpointError(f"no best checkpoint in {self.directory}: validation never ran "
+                              "(config.eval_every_steps)")
+      return self._checked(best["step"])
     return steps[-1] if step == "latest" else self._checked(int(step))
 
   def _checked(self, step: int) -> int:

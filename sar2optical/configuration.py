@@ -1,4 +1,4 @@
-"""Checks of a training config, run before anything is compiled; each error names its field."""
+"""The training config: its fields and defaults, and checks that run before anything compiles and name the field."""
 
 import ml_collections
 
@@ -17,7 +17,58 @@ CHOICES = {
 #: The fields that fix the networks' variables: a checkpoint fits a config only if these agree.
 NETWORK_FIELDS = ("model.in_channels", "model.levels", "model.upsampling", "model.disc", "model.disc_layers")
 POSITIVE_INTS = ("image_size", "batch_size", "num_train_steps", "log_every_steps", "checkpoint_every_steps",
-                 "sample_every_steps", "keep_checkpoints", "model.levels", "model.disc_layers")
+                 "sample_every_steps", "keep_checkpoints", "model.levels", "model.disc_layers", "eval_batch_size")
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The original's setup (configs/pix2pix.py): every field with its default and meaning."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.image_size = 256
+  config.batch_size = 32  # global, over all devices and processes
+  config.num_train_steps = 87_500  # ≈ 200 epochs of 14,000 training pairs
+  config.init_from = ""  # a workdir whose latest G and D start a new run (fine-tuning); a checkpoint in --workdir wins
+
+  config.data = ml_collections.ConfigDict()
+  config.data.root = ""  # required: a SEN1-2 folder in the Kaggle layout
+  config.data.split_file = ""  # split.json of the original; empty: a seeded 0.8/0.1/0.1 split by scene
+  config.data.source = "folder"  # folder (data.root) | tfds (a sen1_2 build: python -m sar2optical.data.build_tfds)
+  config.data.tfds_data_dir = ""  # where sen1_2 was built; empty: the TFDS default (~/tensorflow_datasets)
+  config.data.tfds_config = "pixels"  # pixels (decoded uint8, fastest) | png
+  config.data.augment = "none"  # none | paper (resize to 286/256 of the size, random crop, random left-right flip)
+  config.data.vflip = False  # random top-bottom flips (valid for nadir imagery)
+  config.data.rot90 = False  # random rotations by multiples of 90°
+  config.data.workers = 8  # grain worker processes decoding and augmenting (0: threads of the training process)
+  config.data.skip_bad = False  # skip (and count) undecodable records instead of stopping with the file's path
+
+  config.model = ml_collections.ConfigDict()
+  config.model.in_channels = 1  # SEN1-2 SAR PNGs are single-band; 3 for the original's checkpoints
+  config.model.levels = 8
+  config.model.upsampling = "none"  # none (ConvTranspose) | nearest | bilinear
+  config.model.dropout_rate = 0.5
+  config.model.disc = "patch"  # patch | pixel
+  config.model.disc_layers = 3
+  config.model.dtype = "float32"  # computation dtype; bfloat16 for mixed precision (params, optimizer, losses stay float32)
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.lambda_l1 = 100.0
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.learning_rate = 2e-4
+  config.optimizer.b1 = 0.5
+  config.optimizer.b2 = 0.999
+
+  config.schedule = ml_collections.ConfigDict()
+  config.schedule.name = "constant"  # constant | linear_decay (constant, then linearly to 0: the paper's)
+  config.schedule.decay_start_fraction = 0.5  # for linear_decay: where the decay starts
+
+  config.log_every_steps = 50
+  config.checkpoint_every_steps = 1000
+  config.eval_every_steps = 1000  # score the validation split (eval mode) and keep the best checkpoint; 0: never
+  config.eval_batch_size = 16
+  config.sample_every_steps = 1000
+  config.keep_checkpoints = 3
+  return config
 
 
 def field(config: ml_collections.ConfigDict, name: str):
@@ -40,6 +91,9 @@ def validate(config: ml_collections.ConfigDict, num_data_shards: int = 1, *, req
     value = field(config, name)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
       raise ConfigError(f"config.{name}: must be a positive integer, got {value!r}")
+  if not isinstance(config.eval_every_steps, int) or config.eval_every_steps < 0:
+    raise ConfigError(f"config.eval_every_steps: must be a non-negative integer (0: no validation), "
+                      f"got {config.eval_every_steps!r}")
   for name, choices in CHOICES.items():
     value = field(config, name)
     if value not in choices:

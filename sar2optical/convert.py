@@ -23,7 +23,6 @@ import ml_collections
 import numpy as np
 from absl import flags, logging
 
-from configs import pix2pix
 from sar2optical import checkpoint, cli, configuration, torch_pickle, torch_weights, trainer, training
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.errors import CheckpointError, ConfigError
@@ -73,8 +72,8 @@ def discriminator_layers(state_dict: StateDict, path: pathlib.Path, in_channels:
 
 def converted_config(generator: dict[str, Any], disc_layers: int, image_size: int, data_root: str,
                      split_file: str) -> ml_collections.ConfigDict:
-  """`configs/pix2pix.py` with the converted networks' fields, validated (an empty data root is allowed)."""
-  config = pix2pix.get_config()
+  """The default config (as configs/pix2pix.py) with the converted networks' fields, validated (an empty data root is allowed)."""
+  config = configuration.default_config()
   config.image_size = image_size
   config.data.root = data_root
   config.data.split_file = split_file
@@ -106,7 +105,7 @@ def convert(torch_gen: str | pathlib.Path, output: str | pathlib.Path, *, torch_
   disc_path = pathlib.Path(torch_disc) if torch_disc else None
   disc_state_dict = torch_pickle.load_state_dict(disc_path) if disc_path else None
   disc_layers = (discriminator_layers(disc_state_dict, disc_path, generator["in_channels"]) if disc_path
-                 else pix2pix.get_config().model.disc_layers)
+                 else configuration.default_config().model.disc_layers)
   try:
     config = converted_config(generator, disc_layers, image_size, data_root, split_file)
   except ConfigError as error:

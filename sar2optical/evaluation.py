@@ -109,14 +109,14 @@ class Evaluator:
     return total / count
 
 
-def parse_steps(steps: str, available: Sequence[int]) -> list[int]:
-  """'latest', 'all' or 'N[,M...]' → checkpoint steps (each checked when restored)."""
+def parse_steps(steps: str, available: Sequence[int]) -> list[int | str]:
+  """'latest', 'best', 'all' or 'N[,M...]' → checkpoint steps (each checked when restored)."""
   if not available:
     return []
   if steps == "all":
     return list(available)
-  if steps == "latest":
-    return list(available[-1:])
+  if steps in ("latest", "best"):
+    return [steps]
   try:
     return [int(s) for s in steps.split(",")]
   except ValueError:
@@ -179,11 +179,12 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
                          for name, values in scores.floors.items()},
               "batch_size": batch_size, "data_root": str(root), "images_per_second": len(eval_pairs) / seconds,
               "config": generator.config.to_dict()}
-    directory = pathlib.Path(output_dir) / f"step_{step}" if output_dir else workdir / "eval" / f"step_{step}"
+    name = f"step_{generator.step}"
+    directory = pathlib.Path(output_dir) / name if output_dir else workdir / "eval" / name
     write_outputs(directory, result, scores, eval_pairs)
     write_tensorboard(workdir, result)
-    logging.info("Evaluated step %d on %d %s pairs in %.1f s (%.1f images/s); outputs in %s", step, len(eval_pairs),
-                 split, seconds, result["images_per_second"], directory)
+    logging.info("Evaluated step %d on %d %s pairs in %.1f s (%.1f images/s); outputs in %s", generator.step,
+                 len(eval_pairs), split, seconds, result["images_per_second"], directory)
     results.append(result)
   return results
 

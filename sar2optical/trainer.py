@@ -1,6 +1,6 @@
 """The training loop behind `train.py`: split, state, data, steps, logs, checkpoints, resume."""
 
-import json
+import dataclasses
 import pathlib
 import time
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from sar2optical import checkpoint, configuration, training
+from sar2optical import checkpoint, configuration, evaluation, metrics, training
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import pipeline, sources
 from sar2optical.data.augment import Augmentation
@@ -91,6 +91,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> tra
                    "restarts at global step %d, with the batches an uninterrupted run reads from there",
                    saved_data_layout, data_iterator.layout, start_step)
   train_step = training.jit_train_step(model, mesh)
+  generate = training.jit_generate(model)
+  validation = Validation.create(config, workdir, model)
   samples = pipeline.first_pairs(sample_source, SAMPLE_PAIRS, image_size=config.image_size,
                                  in_channels=config.model.in_channels)
   sample_sar, sample_optical = samples["sar"], samples["optical"]
@@ -99,9 +101,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> tra
   pending: list[dict[str, jax.Array]] = []
   window_start, window_steps = time.perf_counter(), 0
 
-  def save(step: int) -> None:
+  def save(step: int, val_psnr: float | None = None) -> None:
     metadata = {**checkpoint.make_metadata(config, pixels, step), "data_layout": data_iterator.layout}
-    checkpoints.save(step, state, data_iterator, metadata)
+    checkpoints.save(step, state, data_iterator, metadata, val_psnr=val_psnr)
 
   for step in range(start_step + 1, num_steps + 1):
     batch = training.global_batch(next(data_iterator), mesh)
@@ -132,10 +134,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> tra
                      data_iterator.skipped)
       window_start, window_steps = time.perf_counter(), 0
     if step % config.sample_every_steps == 0 or step == num_steps:
-      fake = training.generate(model, state.g_params, state.g_stats, sample_sar)
+      fake = generate(state.g_params, state.g_stats, sample_sar)
       grid = pair_grid(zip(np.asarray(sample_sar), pixels.to_uint8(fake), np.asarray(sample_optical)))
       writer.write_image(step, "samples", grid)
-    if step % config.checkpoint_every_steps == 0 or step == num_steps:
+    if validation and step % config.eval_every_steps == 0:
+      overall = validation.run(state, step)
+      writer.write_scalars(step, {f"val_{name}": value["mean"] for name, value in overall.items()})
+      save(step, val_psnr=overall["psnr"]["mean"])
+    elif step % config.checkpoint_every_steps == 0 or step == num_steps:
       save(step)
   checkpoints.wait()
   checkpoints.close()
@@ -171,5 +177,36 @@ def training_sources(config: ml_collections.ConfigDict,
   return sources.FolderSource(root, train_pairs), sources.FolderSource(root, sample_pairs)
 
 
-def describe(config: ml_collections.ConfigDict) -> str:
-  return json.dumps(config.to_dict(), sort_keys=True)
+@dataclasses.dataclass
+class Validation:
+  """Scores the validation split in eval mode during training (compiled once)."""
+  evaluator: evaluation.Evaluator
+  root: pathlib.Path
+  pairs: Sequence[pairs_lib.Pair]
+
+  @classmethod
+  def create(cls, config: ml_collections.ConfigDict, workdir: pathlib.Path,
+             model: training.Pix2Pix) -> "Validation | None":
+    """None when `eval_every_steps` is 0, or (said in the log) when there is no validation pair in a folder."""
+    if not config.eval_every_steps:
+      return None
+    if not config.data.root:
+      logging.info("Validation: off (it reads the validation split from a folder; set config.data.root)")
+      return None
+    root = pathlib.Path(config.data.root).expanduser().resolve()
+    pairs = pairs_lib.select(pairs_lib.find_pairs(root), pairs_lib.read_split(workdir / "split.json"), "val")
+    if not pairs:
+      logging.info("Validation: off (the validation split of %s is empty)", workdir / "split.json")
+      return None
+    evaluator = evaluation.Evaluator(model, image_size=config.image_size, in_channels=config.model.in_channels,
+                                     batch_size=config.eval_batch_size, seed=config.seed)
+    logging.info("Validation: %d pairs every %d steps; the best checkpoint by PSNR is kept", len(pairs),
+                 config.eval_every_steps)
+    return cls(evaluator, root, pairs)
+
+  def run(self, state: training.TrainState, step: int) -> dict[str, dict[str, float]]:
+    scores = self.evaluator.score(state.g_params, state.g_stats, self.root, self.pairs)
+    overall = metrics.aggregate(scores.model, [p.label for p in self.pairs])["overall"]
+    logging.info("step %d validation (%d pairs): PSNR %.3f  SSIM %.4f  MAE %.4f  RMSE %.4f", step, len(self.pairs),
+                 *(overall[m]["mean"] for m in metrics.METRICS))
+    return overall

@@ -2,7 +2,13 @@
 
 import pathlib
 
+import numpy as np
 import pytest
+
+from configs import quickstart
+from sar2optical.data import demo
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # Real SEN1-2 pairs in ../shared/data/sen1-2 beside the repository root (not in the repo).
 SEN12_ROOT = pathlib.Path(__file__).resolve().parents[2] / "shared/data/sen1-2"
@@ -25,3 +31,44 @@ def torch_reference():
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+def tiny_config(root, **overrides):
+  """The quickstart config shrunk to a 3-level U-Net at 32², batch 2: compiles in seconds.
+
+  Overrides name dotted fields: `tiny_config(root, **{"model.levels": 4}, num_train_steps=3)`.
+  """
+  config = quickstart.get_config()
+  config.data.root = str(root)
+  config.image_size = 32
+  config.batch_size = 2
+  config.model.levels = 3
+  for name, value in overrides.items():
+    section, _, field = name.rpartition(".")
+    (config[section] if section else config)[field] = value
+  return config
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> pathlib.Path:
+  """A small synthetic SEN1-2-like set (6 pairs per class, 32²), made once per test session."""
+  root = tmp_path_factory.mktemp("demo")
+  demo.generate(root, pairs_per_class=6, size=32, seed=0)
+  return root
+
+
+def torch_state_dict(module) -> dict[str, np.ndarray]:
+  return {k: v.detach().numpy() for k, v in module.state_dict().items()}
+
+
+def randomise_running_stats(torch, *modules) -> None:
+  """Running statistics far from their initial values, so that a converter ignoring them fails."""
+  for module in modules:
+    for m in module.modules():
+      if isinstance(m, torch.nn.BatchNorm2d):
+        m.running_mean.uniform_(-0.5, 0.5)
+        m.running_var.uniform_(0.5, 2.0)
+
+
+def nhwc(tensor) -> np.ndarray:
+  return tensor.detach().numpy().transpose(0, 2, 3, 1)

@@ -12,8 +12,7 @@ import zipfile
 import jax
 import numpy as np
 import pytest
-from test_models import nhwc, randomise_running_stats
-from test_training import REPO, demo_root, tiny_config  # noqa: F401 (demo_root is a fixture)
+from conftest import REPO, nhwc, randomise_running_stats, tiny_config
 
 from sar2optical import checkpoint, convert, evaluation, torch_pickle, trainer, training
 from sar2optical.errors import CheckpointError, ConfigError

@@ -6,12 +6,11 @@ import pathlib
 import jax
 import numpy as np
 import pytest
-from conftest import SEN12_ROOT, requires_sen12
+from conftest import SEN12_ROOT, requires_sen12, tiny_config
 from PIL import Image
 
-from configs import quickstart
 from sar2optical import evaluation, metrics, trainer, training
-from sar2optical.data import demo, pairs as pairs_lib
+from sar2optical.data import pairs as pairs_lib
 from sar2optical.data.images import load_image
 from sar2optical.errors import DataError
 from sar2optical.pixels import PixelSpec
@@ -51,9 +50,7 @@ def test_aggregate_per_class():
 
 
 def tiny_model():
-  config = quickstart.get_config()
-  config.model.levels = 3
-  return training.make_pix2pix(config, PixelSpec())
+  return training.make_pix2pix(tiny_config("unused"), PixelSpec())
 
 
 def test_floors_on_a_hand_made_case(tmp_path):
@@ -81,17 +78,11 @@ def test_floors_on_a_hand_made_case(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> pathlib.Path:
-  """A real workdir: 2 steps of a 3-level model at 32² on a small demo set."""
-  root = tmp_path_factory.mktemp("demo")
-  demo.generate(root, pairs_per_class=6, size=32, seed=0)
-  config = quickstart.get_config()
-  config.update(image_size=32, batch_size=2, num_train_steps=2, checkpoint_every_steps=1, log_every_steps=1,
-                sample_every_steps=2)
-  config.data.root = str(root)
-  config.model.levels = 3
+def workdir(demo_root, tmp_path_factory) -> pathlib.Path:
+  """A real workdir: 2 steps of a 3-level model at 32² on the small demo set."""
   workdir = tmp_path_factory.mktemp("run")
-  trainer.train(config, workdir)
+  trainer.train(tiny_config(demo_root, num_train_steps=2, checkpoint_every_steps=1, log_every_steps=1,
+                            sample_every_steps=2), workdir)
   return workdir
 
 
@@ -136,3 +127,20 @@ def test_split_naming_missing_files_is_reported(workdir, tmp_path):
   (bad / "split.json").write_text(json.dumps(split))
   with pytest.raises(DataError, match="ROIs9000_demo_s1_999_p1.png"):
     evaluation.evaluate(bad, split="test")
+
+
+def test_validation_during_training_keeps_the_best_checkpoint(demo_root, tmp_path):
+  """Validation every step, keep the last 1: the best checkpoint by validation PSNR survives and is named."""
+  trainer.train(tiny_config(demo_root, num_train_steps=4, eval_every_steps=1, checkpoint_every_steps=1,
+                            keep_checkpoints=1, log_every_steps=1, sample_every_steps=4,
+                            **{"optimizer.learning_rate": 2e-3}), tmp_path)
+  logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  val_psnr = {entry["step"]: entry["val_psnr"] for entry in logged if "val_psnr" in entry}
+  assert sorted(val_psnr) == [1, 2, 3, 4] and {"loss_G", "val_ssim"} <= set().union(*logged)
+  best = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
+  assert best["step"] == max(val_psnr, key=val_psnr.get) and best["val_psnr"] == pytest.approx(val_psnr[best["step"]])
+  kept = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+  assert kept == sorted({4, best["step"]})
+  (result,) = evaluation.evaluate(tmp_path, split="val", steps="best", output_dir=str(tmp_path / "eval_best"))
+  assert result["step"] == best["step"]
+  assert result["overall"]["psnr"]["mean"] == pytest.approx(best["val_psnr"], abs=1e-4)

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 from PIL import Image
-from test_training import REPO, tiny_config
+from conftest import REPO, tiny_config
 
 from sar2optical import checkpoint, export, training
 from sar2optical.errors import ConfigError

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import nhwc, randomise_running_stats, torch_state_dict
 
 from configs import pix2pix
 from sar2optical import models, torch_weights, training
@@ -66,22 +67,6 @@ def test_batchnorm_updates_running_variance_unbiased():
   _, updates = models.BatchNorm().apply(variables, x, train=True, mutable=["batch_stats"])
   unbiased = np.var(np.asarray(x).reshape(2, 4), axis=0, ddof=1)
   np.testing.assert_allclose(updates["batch_stats"]["var"], 0.9 + 0.1 * unbiased, rtol=1e-6)
-
-
-def torch_state_dict(module) -> dict[str, np.ndarray]:
-  return {k: v.detach().numpy() for k, v in module.state_dict().items()}
-
-
-def randomise_running_stats(torch, *modules) -> None:
-  for module in modules:
-    for m in module.modules():
-      if isinstance(m, torch.nn.BatchNorm2d):
-        m.running_mean.uniform_(-0.5, 0.5)
-        m.running_var.uniform_(0.5, 2.0)
-
-
-def nhwc(tensor) -> np.ndarray:
-  return tensor.detach().numpy().transpose(0, 2, 3, 1)
 
 
 @pytest.mark.parametrize("levels, size, in_channels, upsampling", [

@@ -2,36 +2,20 @@
 
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
 import jax
 import numpy as np
 import pytest
-from conftest import SEN12_ROOT, requires_sen12
+from conftest import REPO, SEN12_ROOT, requires_sen12, tiny_config
 
-from configs import quickstart
 from sar2optical import checkpoint, configuration, training, trainer
-from sar2optical.data import demo, pairs as pairs_lib
+from sar2optical.data import pairs as pairs_lib
 from sar2optical.data.images import load_pair
 from sar2optical.errors import ConfigError
 from sar2optical.pixels import PixelSpec
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def tiny_config(root, **overrides):
-  """A 3-level U-Net at 32²: compiles in seconds."""
-  config = quickstart.get_config()
-  config.data.root = str(root)
-  config.image_size = 32
-  config.batch_size = 2
-  config.model.levels = 3
-  for name, value in overrides.items():
-    section, _, field = name.rpartition(".")
-    (config[section] if section else config)[field] = value
-  return config
 
 
 @pytest.mark.parametrize("name, value, fragment", [
@@ -112,12 +96,6 @@ def final_state(workdir, config):
   checkpoints.close()
   return jax.device_get(state)
 
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory):
-  root = tmp_path_factory.mktemp("demo")
-  demo.generate(root, pairs_per_class=6, size=32, seed=0)
-  return root
 
 
 def test_resume_is_bitwise_identical(demo_root, tmp_path):
