@@ -17,6 +17,10 @@ from sar2optical import cli, evaluation
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/ and split.json.")
 _DATA_ROOT = flags.DEFINE_string("data_root", None, "SEN1-2 folder (Kaggle layout or flat s1/+s2/); default: the "
                                  "config's data.root.")
+_DATA_SOURCE = flags.DEFINE_enum("data_source", "folder", ["folder", "tfds"], "folder: --data_root split by "
+                                  "WORKDIR/split.json; tfds: a split of the sen1_2 build in --tfds_data_dir.")
+_TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", "", "Where sen1_2 was built (empty: the TFDS default).")
+_TFDS_CONFIG = flags.DEFINE_enum("tfds_config", "pixels", ["pixels", "png"], "The sen1_2 build's config.")
 _SPLIT = flags.DEFINE_enum("split", "test", ["test", "val", "train", "all"], "Which split of WORKDIR/split.json "
                            "(all: every pair under the data root).")
 _STEPS = flags.DEFINE_string("steps", "latest", "latest, best (by validation PSNR), all, or checkpoint steps N[,M...].")
@@ -35,7 +39,8 @@ def main(argv: list[str]) -> None:
   del argv
   results = evaluation.evaluate(_WORKDIR.value, data_root=_DATA_ROOT.value, split=_SPLIT.value, steps=_STEPS.value,
                                 batch_size=_BATCH_SIZE.value, mode=_MODE.value, output_dir=_OUTPUT_DIR.value,
-                                grid_pairs=_GRID_PAIRS.value)
+                                grid_pairs=_GRID_PAIRS.value, data_source=_DATA_SOURCE.value,
+                                tfds_data_dir=_TFDS_DATA_DIR.value, tfds_config=_TFDS_CONFIG.value)
   for result in results:
     print(evaluation.format_table(result))
     print(f"{result['images_per_second']:.1f} images/s")

@@ -16,7 +16,7 @@ from tensorboardX import SummaryWriter
 
 from sar2optical import checkpoint, metrics, training
 from sar2optical.data import pairs as pairs_lib
-from sar2optical.data import pipeline
+from sar2optical.data import pipeline, sources
 from sar2optical.errors import ConfigError, DataError
 from sar2optical.inference import Mode, load_generator
 from sar2optical.metric_writer import pair_grid
@@ -65,20 +65,20 @@ class Evaluator:
   def _unit(self, optical: jax.Array) -> jax.Array:
     return self.model.pixels.to_unit(self.model.pixels.to_model(optical))
 
-  def _batches(self, root: pathlib.Path, pairs: Sequence[pairs_lib.Pair]):
-    return pipeline.eval_batches(root, pairs, image_size=self.image_size, in_channels=self.in_channels,
+  def _batches(self, source: sources.PairSource):
+    return pipeline.eval_batches(source, image_size=self.image_size, in_channels=self.in_channels,
                                  batch_size=self.batch_size)
 
-  def score(self, g_params: Any, g_stats: Any, root: pathlib.Path, pairs: Sequence[pairs_lib.Pair], *,
-            mean_colour: np.ndarray | None = None, grid_pairs: int = 0, progress_label: str = "") -> Scores:
-    """Per-image metrics on `pairs` (in order); floors too when `mean_colour` is given (needs ≥ 2 pairs)."""
-    n = len(pairs)
+  def score(self, g_params: Any, g_stats: Any, source: sources.PairSource, *, mean_colour: np.ndarray | None = None,
+            grid_pairs: int = 0, progress_label: str = "") -> Scores:
+    """Per-image metrics on `source` (in order); floors too when `mean_colour` is given (needs ≥ 2 pairs)."""
+    n = len(source)
     model_values = {name: np.zeros(n) for name in metrics.METRICS}
     floor_values = {floor: {name: np.zeros(n) for name in metrics.METRICS} for floor in FLOORS}
     with_floors = mean_colour is not None and n >= 2
-    others = iter(self._batches(root, [pairs[j] for j in metrics.derangement(n, self.seed)])) if with_floors else None
+    others = iter(self._batches(_Permuted(source, metrics.derangement(n, self.seed)))) if with_floors else None
     grid_rows, done, start, last_report = [], 0, time.perf_counter(), time.perf_counter()
-    for batch in self._batches(root, pairs):
+    for batch in self._batches(source):
       values, fake = self._score_model(g_params, g_stats, batch["sar"], batch["optical"])
       values = jax.device_get(values)
       valid, index = batch["valid"], batch["index"][batch["valid"]]
@@ -99,10 +99,10 @@ class Evaluator:
         last_report = time.perf_counter()
     return Scores(model_values, floor_values if with_floors else {}, grid_rows)
 
-  def mean_colour(self, root: pathlib.Path, pairs: Sequence[pairs_lib.Pair]) -> np.ndarray:
-    """Mean RGB in [0, 1] over every pixel of the pairs' optical images."""
+  def mean_colour(self, source: sources.PairSource) -> np.ndarray:
+    """Mean RGB in [0, 1] over every pixel of the source's optical images (at the model's size)."""
     total, count = np.zeros(3), 0
-    for batch in self._batches(root, pairs):
+    for batch in self._batches(source):
       optical = batch["optical"][batch["valid"]].astype(np.float64) / 255.0
       total += optical.sum(axis=(0, 1, 2))
       count += optical.shape[0] * optical.shape[1] * optical.shape[2]
@@ -123,32 +123,75 @@ def parse_steps(steps: str, available: Sequence[int]) -> list[int | str]:
     raise ConfigError(f"--steps: expected latest, all or N[,M...], got {steps!r}") from None
 
 
-def training_mean_colour(evaluator: Evaluator, workdir: pathlib.Path, root: pathlib.Path,
-                         all_pairs: Sequence[pairs_lib.Pair], split: dict,
-                         eval_pairs: Sequence[pairs_lib.Pair]) -> tuple[np.ndarray, str]:
-  """The mean training colour (cached in WORKDIR/eval/), or the eval pairs' if the training pairs are not in root."""
+@dataclasses.dataclass(frozen=True)
+class _Permuted:
+  """`source` read in another order (for the other-target floor)."""
+  source: sources.PairSource
+  order: np.ndarray
+
+  @property
+  def description(self) -> str:
+    return self.source.description
+
+  def __len__(self) -> int:
+    return len(self.order)
+
+  def __getitem__(self, index: int) -> Any:
+    return self.source[int(self.order[index])]
+
+  def decode(self, record: Any) -> dict[str, np.ndarray]:
+    return self.source.decode(record)
+
+
+def training_mean_colour(evaluator: Evaluator, workdir: pathlib.Path, train_source: sources.PairSource | None,
+                         eval_source: sources.PairSource) -> tuple[np.ndarray, str]:
+  """The mean training colour (cached in WORKDIR/eval/), or the evaluated pairs' when the training pairs are absent."""
+  if train_source is None:
+    return evaluator.mean_colour(eval_source), "evaluated pairs (the training pairs are not there)"
+  source = f"training split ({train_source.description})"
   cache = workdir / "eval" / "mean_train_colour.json"
-  try:
-    train_pairs = pairs_lib.select(all_pairs, split, "train")
-  except DataError:
-    train_pairs = []
-  source = f"training split ({len(train_pairs)} pairs under {root})"
-  if cache.exists():
-    cached = json.loads(cache.read_text())
-    if cached["source"] == source:
-      return np.asarray(cached["mean_colour"]), source
-  if not train_pairs:
-    return evaluator.mean_colour(root, eval_pairs), f"evaluated pairs (the training pairs are not under {root})"
-  colour = evaluator.mean_colour(root, train_pairs)
+  if cache.exists() and json.loads(cache.read_text())["source"] == source:
+    return np.asarray(json.loads(cache.read_text())["mean_colour"]), source
+  colour = evaluator.mean_colour(train_source)
   cache.parent.mkdir(parents=True, exist_ok=True)
   cache.write_text(json.dumps({"source": source, "mean_colour": colour.tolist()}) + "\n")
   return colour, source
 
 
+def split_sources(workdir: pathlib.Path, split: str, *, data_source: str, data_root: str, tfds_data_dir: str,
+                  tfds_config: str) -> tuple[sources.PairSource, sources.PairSource | None]:
+  """The pairs to score and the training pairs (for the mean colour; None if not found there).
+
+  `data_source="folder"`: a folder (`data_root`, Kaggle layout or flat) split by WORKDIR/split.json
+  (`all`: every pair); "tfds": the splits of the sen1_2 build in `tfds_data_dir`.
+  """
+  if data_source == "tfds":
+    if split == "all":
+      raise ConfigError("--split=all: a TFDS build has the splits train, val and test; name one")
+    return (sources.TfdsSource(split, data_dir=tfds_data_dir, config=tfds_config),
+            sources.TfdsSource("train", data_dir=tfds_data_dir, config=tfds_config))
+  root = pathlib.Path(data_root).expanduser().resolve()
+  all_pairs = pairs_lib.find_pairs(root)
+  split_file = pairs_lib.read_split(workdir / "split.json")
+  eval_pairs = pairs_lib.select(all_pairs, split_file, split)
+  if not eval_pairs:
+    raise DataError(f"--split={split}: no pairs of {root} in that split of {workdir / 'split.json'}")
+  try:
+    train_source = sources.FolderSource(root, pairs_lib.select(all_pairs, split_file, "train"))
+  except DataError:
+    train_source = None
+  return sources.FolderSource(root, eval_pairs), train_source if train_source and len(train_source) else None
+
+
 def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split: str = "test",
              steps: str = "latest", batch_size: int = 8, mode: Mode = "eval", output_dir: str | None = None,
-             grid_pairs: int = 8) -> list[dict]:
-  """Evaluates each requested checkpoint of `workdir`; writes metrics.json, per_image.csv and grid.png per step."""
+             grid_pairs: int = 8, data_source: str = "folder", tfds_data_dir: str = "",
+             tfds_config: str = "pixels") -> list[dict]:
+  """Evaluates each requested checkpoint of `workdir`; writes metrics.json, per_image.csv and grid.png per step.
+
+  The pairs are a split of a folder (`data_root`, default the config's) per WORKDIR/split.json, or
+  with `data_source="tfds"` a split of the sen1_2 TFDS build in `tfds_data_dir`.
+  """
   workdir = pathlib.Path(workdir)
   available = checkpoint.Checkpoints(workdir, create=False).all_steps()
   requested = parse_steps(steps, available)
@@ -157,46 +200,43 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
   results = []
   for step in requested:
     generator = load_generator(workdir, step, mode)
-    root = pathlib.Path(data_root or generator.config.data.root).expanduser().resolve()
-    all_pairs = pairs_lib.find_pairs(root)
-    split_file = pairs_lib.read_split(workdir / "split.json")
-    eval_pairs = pairs_lib.select(all_pairs, split_file, split)
-    if not eval_pairs:
-      raise DataError(f"--split={split}: no pairs of {root} in that split of {workdir / 'split.json'}")
+    eval_source, train_source = split_sources(
+        workdir, split, data_source=data_source, data_root=data_root or generator.config.data.root,
+        tfds_data_dir=tfds_data_dir, tfds_config=tfds_config)
     evaluator = Evaluator(generator.model, image_size=generator.image_size, in_channels=generator.in_channels,
                           batch_size=batch_size, mode=mode, seed=generator.config.seed)
-    mean_colour, colour_source = training_mean_colour(evaluator, workdir, root, all_pairs, split_file, eval_pairs)
+    mean_colour, colour_source = training_mean_colour(evaluator, workdir, train_source, eval_source)
     start = time.perf_counter()
-    scores = evaluator.score(generator.g_params, generator.g_stats, root, eval_pairs, mean_colour=mean_colour,
+    scores = evaluator.score(generator.g_params, generator.g_stats, eval_source, mean_colour=mean_colour,
                              grid_pairs=grid_pairs, progress_label=f"step {generator.step}")
     seconds = time.perf_counter() - start
-    labels = [p.label for p in eval_pairs]
+    names, labels = zip(*(eval_source.name_and_label(i) for i in range(len(eval_source))))
     result = {"step": generator.step, "mode": mode, "split": split,
               **metrics.aggregate(scores.model, labels),
               "floors": {name: {**metrics.aggregate(values, labels), **({"mean_colour_rgb": mean_colour.tolist(),
                                                                           "source": colour_source}
                                                                          if name == "mean_colour" else {})}
                          for name, values in scores.floors.items()},
-              "batch_size": batch_size, "data_root": str(root), "images_per_second": len(eval_pairs) / seconds,
-              "config": generator.config.to_dict()}
+              "batch_size": batch_size, "data": eval_source.description,
+              "images_per_second": len(eval_source) / seconds, "config": generator.config.to_dict()}
     name = f"step_{generator.step}"
     directory = pathlib.Path(output_dir) / name if output_dir else workdir / "eval" / name
-    write_outputs(directory, result, scores, eval_pairs)
+    write_outputs(directory, result, scores, names, labels)
     write_tensorboard(workdir, result)
     logging.info("Evaluated step %d on %d %s pairs in %.1f s (%.1f images/s); outputs in %s", generator.step,
-                 len(eval_pairs), split, seconds, result["images_per_second"], directory)
+                 len(eval_source), split, seconds, result["images_per_second"], directory)
     results.append(result)
   return results
 
 
-def write_outputs(directory: pathlib.Path, result: dict, scores: Scores,
-                  eval_pairs: Sequence[pairs_lib.Pair]) -> None:
+def write_outputs(directory: pathlib.Path, result: dict, scores: Scores, names: Sequence[str],
+                  labels: Sequence[str]) -> None:
   """metrics.json, per_image.csv (s1_path, class, metrics) and grid.png (SAR | generated | target)."""
   directory.mkdir(parents=True, exist_ok=True)
   (directory / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
   lines = ["s1_path,class," + ",".join(metrics.METRICS)]
-  for i, pair in enumerate(eval_pairs):
-    lines.append(f"{pair.s1},{pair.label}," + ",".join(f"{scores.model[m][i]:.6f}" for m in metrics.METRICS))
+  for i, (name, label) in enumerate(zip(names, labels)):
+    lines.append(f"{name},{label}," + ",".join(f"{scores.model[m][i]:.6f}" for m in metrics.METRICS))
   (directory / "per_image.csv").write_text("\n".join(lines) + "\n")
   if scores.grid_rows:
     Image.fromarray(pair_grid(scores.grid_rows)).save(directory / "grid.png")

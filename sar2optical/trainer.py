@@ -181,8 +181,7 @@ def training_sources(config: ml_collections.ConfigDict,
 class Validation:
   """Scores the validation split in eval mode during training (compiled once)."""
   evaluator: evaluation.Evaluator
-  root: pathlib.Path
-  pairs: Sequence[pairs_lib.Pair]
+  source: sources.FolderSource
 
   @classmethod
   def create(cls, config: ml_collections.ConfigDict, workdir: pathlib.Path,
@@ -202,11 +201,11 @@ class Validation:
                                      batch_size=config.eval_batch_size, seed=config.seed)
     logging.info("Validation: %d pairs every %d steps; the best checkpoint by PSNR is kept", len(pairs),
                  config.eval_every_steps)
-    return cls(evaluator, root, pairs)
+    return cls(evaluator, sources.FolderSource(root, pairs))
 
   def run(self, state: training.TrainState, step: int) -> dict[str, dict[str, float]]:
-    scores = self.evaluator.score(state.g_params, state.g_stats, self.root, self.pairs)
-    overall = metrics.aggregate(scores.model, [p.label for p in self.pairs])["overall"]
-    logging.info("step %d validation (%d pairs): PSNR %.3f  SSIM %.4f  MAE %.4f  RMSE %.4f", step, len(self.pairs),
+    scores = self.evaluator.score(state.g_params, state.g_stats, self.source)
+    overall = metrics.summarize(scores.model)
+    logging.info("step %d validation (%d pairs): PSNR %.3f  SSIM %.4f  MAE %.4f  RMSE %.4f", step, len(self.source),
                  *(overall[m]["mean"] for m in metrics.METRICS))
     return overall

@@ -472,7 +472,7 @@ def test_train_iterator_state_resumes(flat_root):
 def test_eval_batches_pads_last_batch(flat_root):
   pairs = pairs_lib.find_pairs(flat_root)[:10]
   batches = list(pipeline.eval_batches(
-      flat_root, pairs, image_size=32, in_channels=1, batch_size=4))
+      sources.FolderSource(flat_root, pairs), image_size=32, in_channels=1, batch_size=4))
   assert len(batches) == 3
   for batch in batches:
     assert batch["sar"].shape == (4, 32, 32, 1) and batch["optical"].shape == (4, 32, 32, 3)

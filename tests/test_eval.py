@@ -11,6 +11,7 @@ from PIL import Image
 
 from sar2optical import evaluation, metrics, trainer, training
 from sar2optical.data import pairs as pairs_lib
+from sar2optical.data import sources
 from sar2optical.data.images import load_image
 from sar2optical.errors import DataError
 from sar2optical.pixels import PixelSpec
@@ -64,9 +65,10 @@ def test_floors_on_a_hand_made_case(tmp_path):
   model = tiny_model()
   state = training.init_state(model, jax.random.PRNGKey(0), 32, 1)
   evaluator = evaluation.Evaluator(model, image_size=32, in_channels=1, batch_size=2)
-  colour = evaluator.mean_colour(tmp_path, pairs)
+  source = sources.FolderSource(tmp_path, pairs)
+  colour = evaluator.mean_colour(source)
   np.testing.assert_allclose(colour, [0.4] * 3, atol=1e-9)
-  scores = evaluator.score(state.g_params, state.g_stats, tmp_path, pairs, mean_colour=colour)
+  scores = evaluator.score(state.g_params, state.g_stats, source, mean_colour=colour)
   mean_floor, other_floor = scores.floors["mean_colour"], scores.floors["other_target"]
   np.testing.assert_allclose(mean_floor["mae"], [0.2, 0.2], atol=1e-6)
   np.testing.assert_allclose(mean_floor["psnr"], 10 * np.log10(1 / 0.04), atol=1e-4)

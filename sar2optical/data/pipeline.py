@@ -9,7 +9,6 @@ same for any P. Pixels stay uint8 here; scaling to [-1, 1] happens on the device
 
 from collections.abc import Callable, Iterator, Sequence
 import dataclasses
-import os
 from typing import Any
 
 from absl import flags
@@ -18,34 +17,12 @@ import grain
 import numpy as np
 
 from sar2optical.data.augment import Augmentation, fit_pair
-from sar2optical.data.images import load_pair
-from sar2optical.data.pairs import Pair
 from sar2optical.data.sources import PairSource
 from sar2optical.errors import DataError
 
 # Each prefetched element is a whole batch, so grain's default buffer (500) would hold
 # gigabytes of images.
 _READ_OPTIONS = grain.ReadOptions(num_threads=8, prefetch_buffer_size=16)
-
-
-@dataclasses.dataclass(frozen=True)
-class LoadPair(grain.transforms.Map):
-  """Loads a `Pair` into {"sar", "optical"} uint8 arrays; picklable for worker processes."""
-  root: str
-  image_size: int
-  in_channels: int
-
-  def map(self, element: Pair) -> dict[str, np.ndarray]:
-    return load_pair(self.root, element, self.image_size, self.in_channels)
-
-
-@dataclasses.dataclass(frozen=True)
-class LoadEvalExample(LoadPair):
-  """Loads an (index, pair, valid) triple into an example with "index" and "valid"."""
-
-  def map(self, element: tuple[int, Pair, bool]) -> dict[str, np.ndarray]:
-    index, pair, valid = element
-    return {**super().map(pair), "valid": np.asarray(valid), "index": np.asarray(index)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,38 +201,33 @@ def first_pairs(source: PairSource, count: int, *, image_size: int, in_channels:
   return {key: np.stack([example[key] for example in examples]) for key in ("sar", "optical")}
 
 
-def eval_batches(
-    root: str | os.PathLike[str],
-    pairs: Sequence[Pair],
-    *,
-    image_size: int,
-    in_channels: int,
-    batch_size: int,
-) -> Iterator[dict[str, np.ndarray]]:
-  """Returns batches of every pair exactly once, in order.
+@dataclasses.dataclass(frozen=True)
+class _LoadEvalExample(grain.transforms.Map):
+  """(index, valid) → the record of `source` at index, fitted without augmentation, with "index" and "valid"."""
+  source: PairSource
+  image_size: int
+  in_channels: int
 
-  The last batch is padded to `batch_size` by repeating the last pair with valid=False, so
-  every batch has the same shape.
+  def map(self, element: tuple[int, bool]) -> dict[str, np.ndarray]:
+    index, valid = element
+    fitted = _Fit(self.image_size, self.in_channels, Augmentation()).random_map(
+        self.source.decode(self.source[index]), np.random.default_rng(0))
+    return {**fitted, "valid": np.asarray(valid), "index": np.asarray(index)}
 
-  Args:
-    root: data root that the pairs' paths are relative to.
-    pairs: pairs to evaluate.
-    image_size: side length of the square images.
-    in_channels: SAR channels, 1 or 3 (the band repeated).
-    batch_size: examples per batch.
 
-  Returns:
-    An iterator of {"sar", "optical", "valid": bool (b,), "index": int (b,)} where "index"
-    is the position of each example in `pairs`.
+def eval_batches(source: PairSource, *, image_size: int, in_channels: int,
+                 batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+  """Batches of every record of `source` exactly once, in order, never augmented.
+
+  The last batch is padded to `batch_size` by repeating the last record with valid=False, so
+  every batch has the same shape. Each batch is {"sar", "optical", "valid": bool (b,),
+  "index": int (b,)}, "index" being the record's position in `source`.
   """
-  if not pairs:
-    raise DataError(f"no pairs to evaluate under {root}: the split is empty")
+  if not len(source):
+    raise DataError(f"no pairs to evaluate in {source.description}: the split is empty")
   if batch_size <= 0:
     raise DataError(f"eval batch size must be positive, got {batch_size}")
-  padding = -len(pairs) % batch_size
-  examples = [(index, pair, True) for index, pair in enumerate(pairs)]
-  examples += [(len(pairs) - 1, pairs[-1], False)] * padding
-  dataset = grain.MapDataset.source(examples)
-  dataset = dataset.map(LoadEvalExample(os.fspath(root), image_size, in_channels))
-  dataset = dataset.batch(batch_size)
-  return iter(dataset.to_iter_dataset(_READ_OPTIONS))
+  examples = [(index, True) for index in range(len(source))]
+  examples += [(len(source) - 1, False)] * (-len(source) % batch_size)
+  dataset = grain.MapDataset.source(examples).map(_LoadEvalExample(source, image_size, in_channels))
+  return iter(dataset.batch(batch_size).to_iter_dataset(_READ_OPTIONS))

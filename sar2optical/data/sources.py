@@ -33,6 +33,10 @@ class PairSource(Protocol):
   def decode(self, record: Any) -> dict[str, np.ndarray]:
     ...
 
+  def name_and_label(self, index: int) -> tuple[str, str]:
+    """The record's s1 path (as split files list it) and class, for reports."""
+    ...
+
 
 class FolderSource:
   """Pairs of PNG (or other Pillow-readable) files under a data root."""
@@ -51,6 +55,9 @@ class FolderSource:
   def decode(self, record: Pair) -> dict[str, np.ndarray]:
     return {"sar": images.load_image(self.root / record.s1, "L", None),
             "optical": images.load_image(self.root / record.s2, "RGB", None)}
+
+  def name_and_label(self, index: int) -> tuple[str, str]:
+    return self.pairs[index].s1, self.pairs[index].label
 
 
 class TfdsSource:
@@ -86,6 +93,10 @@ class TfdsSource:
 
   def __getitem__(self, index: int) -> dict[str, Any]:
     return self._records[index]
+
+  def name_and_label(self, index: int) -> tuple[str, str]:
+    record = self._records[index]
+    return record["patch_id"].decode(), record["label"].decode()
 
   def decode(self, record: dict[str, Any]) -> dict[str, np.ndarray]:
     name = f"{record['patch_id'].decode()} of {self.description}"
