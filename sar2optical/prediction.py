@@ -1,18 +1,60 @@
-"""Batch translation of SAR images (files, folders, globs) into optical PNGs of the input's size."""
+"""Translation of SAR images of any size (files, folders, globs; PNG, JPEG, TIFF, GeoTIFF) in tiles.
 
+Each input is cut into overlapping tiles of the model's size (`tiling`), read a row of tiles at a
+time (`raster`), brought to the SEN1-2 8-bit convention (`pixels.SarScaling`) and translated in
+batches that run across rows and files; finished rows are blended and written straight away, so
+memory does not grow with the scene. Tiles without a valid pixel (nodata, zero fill) are not
+translated. The output has the input's height and width; a GeoTIFF keeps its georeferencing, and
+its nodata pixels are 0 and masked.
+"""
+
+import collections
+import dataclasses
 import glob
+import itertools
 import pathlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 from absl import logging
-from PIL import Image
+from tqdm import tqdm
 
-from sar2optical.data.images import load_image
+from sar2optical import raster, tiling
 from sar2optical.errors import DataError, Sar2OpticalError
 from sar2optical.inference import TrainedGenerator
+from sar2optical.pixels import SarScaling
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+OUTPUT_FORMAT_CHOICES = ("auto", *raster.OUTPUT_FORMATS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """How inputs are read, tiled and written.
+
+  Attributes:
+    sar: what the SAR values are (uint8 SEN1-2, linear or dB backscatter) and the dB range.
+    band: the TIFF band to translate, a 1-based index or a description such as VV.
+    overlap: fraction of a tile's side that neighbouring tiles share.
+    batch_size: tiles per generator call.
+    output_format: png, jpeg, tiff, or auto (tiff for georeferenced inputs, png otherwise).
+    overwrite: replace existing outputs instead of skipping them.
+  """
+  sar: SarScaling = SarScaling()
+  band: str = "1"
+  overlap: float = 0.25
+  batch_size: int = 8
+  output_format: str = "auto"
+  overwrite: bool = False
+
+
+@dataclasses.dataclass
+class Summary:
+  translated: int = 0
+  skipped: int = 0
+  failed: int = 0
+
+  def __str__(self) -> str:
+    return f"translated {self.translated}, skipped {self.skipped}, failed {self.failed}"
 
 
 def find_inputs(spec: str) -> list[tuple[pathlib.Path, pathlib.Path]]:
@@ -21,7 +63,7 @@ def find_inputs(spec: str) -> list[tuple[pathlib.Path, pathlib.Path]]:
   if path.is_file():
     return [(path, pathlib.Path(path.name))]
   if path.is_dir():
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in raster.INPUT_SUFFIXES)
     base = path
   elif glob.has_magic(spec):
     files = sorted(pathlib.Path(p) for p in glob.glob(str(path), recursive=True) if pathlib.Path(p).is_file())
@@ -29,55 +71,188 @@ def find_inputs(spec: str) -> list[tuple[pathlib.Path, pathlib.Path]]:
   else:
     raise DataError(f"--input: {spec} is not a file, a folder or a glob that matches anything")
   if not files:
-    raise DataError(f"--input: no images ({', '.join(IMAGE_SUFFIXES)}) in {spec}")
+    raise DataError(f"--input: no images ({', '.join(raster.INPUT_SUFFIXES)}) in {spec}")
   return [(f, f.relative_to(base)) for f in files]
 
 
-def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
-  for start in range(0, len(items), size):
-    yield items[start:start + size]
+def _batched(items: Iterable, size: int) -> Iterator[tuple]:
+  """itertools.batched of Python 3.12."""
+  iterator = iter(items)
+  while batch := tuple(itertools.islice(iterator, size)):
+    yield batch
+
+
+@dataclasses.dataclass(frozen=True)
+class _Task:
+  """One input to translate: where it goes, in which format, and its tiles."""
+  source: pathlib.Path
+  target: pathlib.Path
+  output_format: str
+  grid: tiling.TileGrid
+
+
+def _check_values(reader: raster.SarReader, sar: SarScaling) -> None:
+  """8-bit data are SEN1-2 images (--sar_units=uint8); calibrated backscatter is float or 16-bit."""
+  eight_bit = reader.dtype == np.uint8
+  if sar.units == "uint8" and not eight_bit:
+    raise DataError(f"{reader.path} holds {reader.dtype} values, but --sar_units=uint8 expects 8-bit SEN1-2 "
+                    "images: set --sar_units=linear or --sar_units=db for calibrated backscatter")
+  if sar.units != "uint8" and eight_bit:
+    raise DataError(f"{reader.path} holds 8-bit values, but --sar_units={sar.units} expects calibrated "
+                    "backscatter (float or 16-bit): set --sar_units=uint8 for SEN1-2 images")
+
+
+def _plan(inputs: Sequence[tuple[pathlib.Path, pathlib.Path]], output_dir: pathlib.Path, options: Options,
+          tile: int, summary: Summary) -> list[_Task]:
+  """The inputs to translate; unreadable ones are counted failed, existing outputs skipped."""
+  tasks, sources_of = [], {}
+  for source, relative in inputs:
+    try:
+      with raster.open_sar(source, options.band) as reader:
+        _check_values(reader, options.sar)
+        output_format = options.output_format
+        if output_format == "auto":
+          output_format = "tiff" if reader.georeference else "png"
+        grid = tiling.TileGrid.with_overlap_fraction(reader.height, reader.width, tile, options.overlap)
+      target = (output_dir / relative).with_suffix(raster.OUTPUT_FORMATS[output_format])
+      if target in sources_of:
+        raise DataError(f"{source} and {sources_of[target]} would both be written to {target}")
+    except Sar2OpticalError as error:
+      logging.error("Failed: %s", error)
+      summary.failed += 1
+      continue
+    sources_of[target] = source
+    if target.exists() and not options.overwrite:
+      logging.info("Skipping %s: %s exists (use --overwrite)", source, target)
+      summary.skipped += 1
+    else:
+      tasks.append(_Task(source, target, output_format, grid))
+  return tasks
+
+
+class _Job:
+  """One input being translated: reader → SAR tiles; translated tiles → blender → writer."""
+
+  def __init__(self, task: _Task, options: Options, generator: TrainedGenerator):
+    self.task = task
+    self.failed = False
+    self._sar = options.sar
+    self._generator = generator
+    self._blender = tiling.Blender(task.grid, channels=3)
+    self._valid_rows: collections.deque[np.ndarray] = collections.deque()
+    self._reader = raster.open_sar(task.source, options.band)
+    try:
+      self._writer = raster.create_writer(task.target, task.output_format, self._reader.height,
+                                          self._reader.width, self._reader.georeference)
+    except Sar2OpticalError:
+      self._reader.close()
+      raise
+
+  def tiles(self) -> Iterator[np.ndarray | None]:
+    """uint8 SAR tiles (tile, tile, in_channels) in grid order, None for a tile without valid pixels."""
+    grid = self.task.grid
+    for row in range(len(grid.row_origins)):
+      if self.failed:
+        return
+      first, stop = grid.strip_rows(row)
+      values, valid = self._reader.read_rows(first, stop)
+      pixels, backscatter_valid = self._sar.to_uint8(values)
+      valid &= backscatter_valid
+      start, end = grid.released_rows(row)
+      self._valid_rows.append(valid[start - first:end - first])
+      for tile, tile_valid in zip(grid.tile_row(row, pixels), grid.tile_row(row, valid)):
+        yield np.repeat(tile[..., None], self._generator.in_channels, axis=-1) if tile_valid.any() else None
+    self._reader.close()
+
+  def add(self, translated: np.ndarray | None) -> bool:
+    """Blends the next translated tile and writes the rows it completes; True once the output is written."""
+    released = self._blender.add(translated)
+    if released is not None:
+      start, values = released
+      valid = self._valid_rows.popleft()
+      rgb = self._generator.pixels.to_uint8(values)
+      rgb[~valid] = 0
+      self._writer.write_rows(start, rgb, valid)
+    if not self._blender.done:
+      return False
+    self._writer.commit()
+    return True
+
+  def fail(self, error: Sar2OpticalError) -> None:
+    logging.error("Failed: %s", error)
+    self.failed = True
+    self._reader.close()
+    self._writer.abort()
+
+
+class _Translation:
+  """The tiles of all tasks as one stream, translated in batches, results routed back to their jobs."""
+
+  def __init__(self, generator: TrainedGenerator, options: Options, summary: Summary, progress: tqdm):
+    self._generator, self._options, self._summary, self._progress = generator, options, summary, progress
+
+  def tiles(self, tasks: Sequence[_Task]) -> Iterator[tuple[_Job, np.ndarray]]:
+    for task in tasks:
+      job, produced = None, 0
+      try:
+        job = _Job(task, self._options, self._generator)
+        for tile in job.tiles():
+          produced += 1
+          yield job, tile
+      except Sar2OpticalError as error:
+        if job is None:
+          logging.error("Failed: %s", error)
+        else:
+          job.fail(error)
+        self._summary.failed += 1
+      if produced < len(task.grid):  # failed: its other tiles will not come
+        self._progress.total -= len(task.grid) - produced
+        self._progress.refresh()
+
+  def run(self, tasks: Sequence[_Task]) -> None:
+    """Keeps one batch in flight while the next is read and the previous one written."""
+    batch_size = self._options.batch_size
+    in_flight = collections.deque()
+    for batch in _batched(self.tiles(tasks), batch_size):
+      jobs, tiles = zip(*batch)
+      present = [tile for tile in tiles if tile is not None]
+      translated = None
+      if present:
+        padding = [present[-1]] * (batch_size - len(present))  # one compiled shape
+        translated = self._generator(np.stack(present + padding))
+      in_flight.append((jobs, tiles, translated))
+      if len(in_flight) > 1:
+        self._deliver(*in_flight.popleft())
+    while in_flight:
+      self._deliver(*in_flight.popleft())
+
+  def _deliver(self, jobs: Sequence[_Job], tiles: Sequence[np.ndarray | None], translated) -> None:
+    outputs = iter(np.asarray(translated) if translated is not None else ())
+    for job, tile in zip(jobs, tiles):
+      output = None if tile is None else next(outputs)
+      if job.failed:
+        continue
+      try:
+        if job.add(output):
+          self._summary.translated += 1
+      except Sar2OpticalError as error:
+        job.fail(error)
+        self._summary.failed += 1
+    self._progress.update(len(jobs))
 
 
 def translate_files(generator: TrainedGenerator, inputs: Sequence[tuple[pathlib.Path, pathlib.Path]],
-                    output_dir: pathlib.Path, *, batch_size: int = 8, overwrite: bool = False) -> dict[str, int]:
-  """Writes one PNG per input (same height and width); returns counts translated/skipped/failed.
+                    output_dir: pathlib.Path, options: Options = Options()) -> Summary:
+  """Translates every input into `output_dir / relative path` (suffix of the output format).
 
-  Each image is resized to the model's input size, translated in eval mode, and the output resized
-  back (bilinear). A file that cannot be read is reported by path; the others go on.
+  Outputs have their input's height and width. An input that cannot be read or written is
+  reported by path and counted failed while the others go on; existing outputs are skipped
+  unless `options.overwrite`. Shows a progress bar with tiles/s and ETA on stderr.
   """
-  counts = {"translated": 0, "skipped": 0, "failed": 0}
-  todo = []
-  for source, relative in inputs:
-    target = (output_dir / relative).with_suffix(".png")
-    if target.exists() and not overwrite:
-      logging.info("Skipping %s: %s exists (use --overwrite)", source, target)
-      counts["skipped"] += 1
-    else:
-      todo.append((source, target))
-  size = generator.image_size
-  for batch in _batches(todo, batch_size):
-    loaded, shapes = [], []
-    for source, target in batch:
-      try:
-        original = load_image(source, "L", None)
-      except Sar2OpticalError as error:
-        logging.error("Failed: %s", error)
-        counts["failed"] += 1
-        continue
-      shapes.append((source, target, original.shape[:2]))
-      loaded.append(load_image(source, "L", size))
-    if not loaded:
-      continue
-    sar = np.stack(loaded)
-    if generator.in_channels == 3:
-      sar = np.repeat(sar, 3, axis=-1)
-    padded = np.concatenate([sar, np.repeat(sar[-1:], batch_size - len(sar), axis=0)])  # one compiled shape
-    optical = generator.pixels.to_uint8(generator(padded))[:len(sar)]
-    for (source, target, (height, width)), image in zip(shapes, optical):
-      result = Image.fromarray(image)
-      if (height, width) != (size, size):
-        result = result.resize((width, height), Image.BILINEAR)
-      target.parent.mkdir(parents=True, exist_ok=True)
-      result.save(target)
-      counts["translated"] += 1
-  return counts
+  summary = Summary()
+  with raster.io_environment():
+    tasks = _plan(inputs, output_dir, options, generator.image_size, summary)
+    with tqdm(total=sum(len(task.grid) for task in tasks), unit="tile", mininterval=1.0,
+              desc=f"{len(tasks)} images") as progress:
+      _Translation(generator, options, summary, progress).run(tasks)
+  return summary

@@ -51,6 +51,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> tra
   configuration.validate(config, num_data_shards=mesh.size)
   workdir = pathlib.Path(workdir).resolve()
   workdir.mkdir(parents=True, exist_ok=True)
+  # A resumed run loads its compiled step from here instead of compiling it again.
+  jax.config.update("jax_compilation_cache_dir", str(workdir / "jax_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   train_source, sample_source = training_sources(config, workdir)
   augmentation = Augmentation.from_config(config.data)
   logging.info("Data: %s for training (split %s); augmentation %s; %d grain worker processes%s",

@@ -72,3 +72,13 @@ def randomise_running_stats(torch, *modules) -> None:
 
 def nhwc(tensor) -> np.ndarray:
   return tensor.detach().numpy().transpose(0, 2, 3, 1)
+
+
+@pytest.fixture(scope="session")
+def tiny_workdir(demo_root, tmp_path_factory) -> pathlib.Path:
+  """A real workdir: a 3-level U-Net at 32² trained for 2 steps on the demo set, checkpoints at 1 and 2."""
+  from sar2optical import trainer  # pylint: disable=g-import-not-at-top (keeps collection light)
+  workdir = tmp_path_factory.mktemp("run")
+  trainer.train(tiny_config(demo_root, num_train_steps=2, checkpoint_every_steps=1, log_every_steps=1,
+                            sample_every_steps=2), workdir)
+  return workdir

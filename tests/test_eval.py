@@ -80,12 +80,8 @@ def test_floors_on_a_hand_made_case(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def workdir(demo_root, tmp_path_factory) -> pathlib.Path:
-  """A real workdir: 2 steps of a 3-level model at 32² on the small demo set."""
-  workdir = tmp_path_factory.mktemp("run")
-  trainer.train(tiny_config(demo_root, num_train_steps=2, checkpoint_every_steps=1, log_every_steps=1,
-                            sample_every_steps=2), workdir)
-  return workdir
+def workdir(tiny_workdir) -> pathlib.Path:
+  return tiny_workdir
 
 
 def test_outputs_follow_the_schema(workdir, tmp_path):
