@@ -20,6 +20,7 @@ from absl import app, flags
 from PIL import Image
 
 from sar2optical.errors import ConfigError, DataError, Sar2OpticalError
+from sar2optical.pixels import SarScaling
 
 CLASSES = ("agri", "barrenland", "grassland", "urban")
 
@@ -261,9 +262,8 @@ def _optical_u8(rng: np.random.Generator, rgb: np.ndarray) -> np.ndarray:
 def _sar_u8(rng: np.random.Generator, sigma_db: np.ndarray) -> np.ndarray:
   """Blurred, speckled backscatter, clipped to [-25, 0] dB and scaled to uint8 as in SEN1-2."""
   intensity = _blur(10.0**(sigma_db / 10.0)) * rng.gamma(_LOOKS, 1.0 / _LOOKS, sigma_db.shape)
-  db = 10.0 * np.log10(np.maximum(intensity, 1e-10))
-  scaled = (np.clip(db, _DB_MIN, _DB_MAX) - _DB_MIN) / (_DB_MAX - _DB_MIN) * 255.0
-  return np.round(scaled).astype(np.uint8)
+  pixels, _ = SarScaling("linear", _DB_MIN, _DB_MAX).to_uint8(np.maximum(intensity, 1e-10))
+  return pixels
 
 
 def _prepare(out: pathlib.Path) -> None:
