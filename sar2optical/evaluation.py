@@ -150,8 +150,9 @@ def training_mean_colour(evaluator: Evaluator, workdir: pathlib.Path, train_sour
     return evaluator.mean_colour(eval_source), "evaluated pairs (the training pairs are not there)"
   source = f"training split ({train_source.description})"
   cache = workdir / "eval" / "mean_train_colour.json"
-  if cache.exists() and json.loads(cache.read_text())["source"] == source:
-    return np.asarray(json.loads(cache.read_text())["mean_colour"]), source
+  cached = json.loads(cache.read_text()) if cache.exists() else {}
+  if cached.get("source") == source:
+    return np.asarray(cached["mean_colour"]), source
   colour = evaluator.mean_colour(train_source)
   cache.parent.mkdir(parents=True, exist_ok=True)
   cache.write_text(json.dumps({"source": source, "mean_colour": colour.tolist()}) + "\n")
