@@ -194,7 +194,9 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
   with `data_source="tfds"` a split of the sen1_2 TFDS build in `tfds_data_dir`.
   """
   workdir = pathlib.Path(workdir)
-  available = checkpoint.Checkpoints(workdir, create=False).all_steps()
+  checkpoints = checkpoint.Checkpoints(workdir, create=False)
+  available = checkpoints.all_steps()
+  checkpoints.close()
   requested = parse_steps(steps, available)
   if not requested:
     raise DataError(f"no checkpoints in {checkpoint.checkpoint_dir(workdir)}")
