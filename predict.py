@@ -14,11 +14,10 @@ input failed.
 import pathlib
 import sys
 
-from absl import flags, logging
+from absl import flags
 
 from sar2optical import cli, prediction
 from sar2optical.errors import CheckpointError, ConfigError
-from sar2optical.inference import load_generator
 from sar2optical.pixels import SAR_UNITS, SarScaling
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
@@ -63,11 +62,7 @@ def main(argv: list[str]) -> None:
       sar=SarScaling(_SAR_UNITS.value, _DB_MIN.value, _DB_MAX.value), band=_BAND.value, overlap=_OVERLAP.value,
       batch_size=_BATCH_SIZE.value, output_format=_OUTPUT_FORMAT.value, overwrite=_OVERWRITE.value)
   workdir, step = _workdir_and_step()
-  generator = load_generator(workdir, step, _MODE.value)
-  inputs = prediction.find_inputs(_INPUT.value)
-  logging.info("Translating %d images with step %d of %s (%s mode, %d² tiles, overlap %.0f%%)", len(inputs),
-               generator.step, workdir, _MODE.value, generator.image_size, 100 * _OVERLAP.value)
-  summary = prediction.translate_files(generator, inputs, pathlib.Path(_OUTPUT.value), options)
+  summary = prediction.predict(workdir, step, _MODE.value, _INPUT.value, _OUTPUT.value, options)
   print(f"{summary} -> {_OUTPUT.value}")
   if summary.failed:
     sys.exit(1)

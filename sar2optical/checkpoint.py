@@ -6,7 +6,10 @@ complete, so a half-written checkpoint is never taken as the latest.
 """
 
 import json
+import os
 import pathlib
+import sys
+import time
 from typing import Any
 
 import grain
@@ -22,6 +25,10 @@ from sar2optical.pixels import PixelSpec
 _DATA_ITEM = "data"  # Orbax writes each item to <step>/<item name>/
 BEST_METRIC = "val_psnr"  # the checkpoint with the highest value is kept whatever `keep` says
 BEST_FILE = "best.json"  # in the checkpoint folder: {"step", "val_psnr"} of the best checkpoint
+# Tests only: "<step>:<marker file>" makes the save of that step create the marker and hang while
+# the checkpoint is half written (its temporary folder exists, the model state is not yet in it),
+# so that a test can kill the process there.
+PAUSE_IN_SAVE_ENV = "SAR2OPTICAL_TEST_PAUSE_IN_SAVE"
 
 
 def checkpoint_dir(workdir: str | pathlib.Path) -> pathlib.Path:
@@ -41,7 +48,9 @@ class Checkpoints:
         ocp.checkpoint_managers.LatestN(keep),
         ocp.checkpoint_managers.BestN(get_metric_fn=lambda metrics: metrics[BEST_METRIC], n=1,
                                       keep_checkpoints_without_metrics=False)])
-    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=create, enable_async_checkpointing=True)
+    # A killed save leaves a temporary folder that is never taken as a step; new managers delete it.
+    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=create, enable_async_checkpointing=True,
+                                           cleanup_tmp_directories=create)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def all_steps(self) -> list[int]:
@@ -59,7 +68,7 @@ class Checkpoints:
     """
     items = {"state": ocp.args.StandardSave(state), "metadata": ocp.args.JsonSave(metadata)}
     if data_iterator is not None:
-      items[_DATA_ITEM] = grain.checkpoint.CheckpointSave(data_iterator)
+      items[_DATA_ITEM] = grain.checkpoint.CheckpointSave(_pausing_in_test(step, data_iterator))
     metrics = None if val_psnr is None else {BEST_METRIC: float(val_psnr)}
     self._manager.save(step, args=ocp.args.Composite(**items), metrics=metrics)
     best = self.best()
@@ -80,11 +89,23 @@ class Checkpoints:
     items = {"state": ocp.args.StandardRestore(abstract_state)}
     if data_iterator is not None:
       items[_DATA_ITEM] = grain.checkpoint.CheckpointRestore(data_iterator)
-    return self._manager.restore(self._checked(step), args=ocp.args.Composite(**items))["state"]
+    return self._read(step, items)["state"]
 
   def metadata(self, step: int) -> dict[str, Any]:
-    return self._manager.restore(self._checked(step),
-                                 args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))["metadata"]
+    return self._read(step, {"metadata": ocp.args.JsonRestore()})["metadata"]
+
+  def _read(self, step: int, items: dict[str, Any]) -> Any:
+    """The `items` of the checkpoint at `step`; CheckpointError naming its folder when they cannot be read."""
+    _silence_orphaned_reads()
+    try:
+      return self._manager.restore(self._checked(step), args=ocp.args.Composite(**items))
+    except CheckpointError:
+      raise
+    except Exception as error:  # Orbax and TensorStore raise ValueError, OSError, KeyError, ... for damaged files
+      reason = " ".join(str(error).split("[tensorstore_spec")[0].split())[:300]
+      raise CheckpointError(f"the checkpoint {self.directory / str(step)} cannot be read, it is damaged or "
+                            f"incomplete ({type(error).__name__}: {reason}); delete that folder to use the one "
+                            f"before it (steps: {self.all_steps()})") from error
 
   def resolve_step(self, step: str | int) -> int:
     """'latest', 'best' or a step number → an existing step; CheckpointError naming what exists otherwise."""
@@ -109,6 +130,52 @@ class Checkpoints:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _silence_orphaned_reads() -> None:
+  """Silences the reads a failed restore leaves behind, and only those.
+
+  When one read of a damaged checkpoint fails, Orbax closes its event loop while TensorStore still
+  completes the other reads; each completion then reports an unraisable "Event loop is closed"
+  RuntimeError, a hundred tracebacks around the one clear error. Python prints unraisable errors
+  through sys.unraisablehook, so from the first restore on those are dropped; any other goes to the
+  previous hook.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_orphaned_reads", False):
+    return
+
+  def hook(unraisable) -> None:
+    value = unraisable.exc_value
+    if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
+      previous(unraisable)
+
+  hook.drops_orphaned_reads = True
+  sys.unraisablehook = hook
+
+
+class _HangingIterator(grain.DatasetIterator):
+  """The test hook of PAUSE_IN_SAVE_ENV: Orbax asks it for its state inside the save; it never answers."""
+
+  def __init__(self, marker: pathlib.Path):
+    super().__init__()
+    self._marker = marker
+
+  def __next__(self):
+    raise StopIteration
+
+  def get_state(self) -> dict[str, Any]:
+    self._marker.write_text("saving\n")
+    while True:
+      time.sleep(60)
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    raise NotImplementedError
+
+
+def _pausing_in_test(step: int, data_iterator: grain.DatasetIterator) -> grain.DatasetIterator:
+  pause_step, _, marker = os.environ.get(PAUSE_IN_SAVE_ENV, "").partition(":")
+  return _HangingIterator(pathlib.Path(marker)) if pause_step == str(step) else data_iterator
 
 
 def make_metadata(config: ml_collections.ConfigDict, pixels: PixelSpec, step: int) -> dict[str, Any]:
@@ -137,14 +204,8 @@ def initialise_from(workdir: str | pathlib.Path, state: Any, config: ml_collecti
     raise ConfigError(f"config.init_from: {error}") from None
   try:
     step = checkpoints.resolve_step("latest")
-    source_config = config_from_metadata(checkpoints.metadata(step))
-    theirs = {name: configuration.field(source_config, name) for name in configuration.NETWORK_FIELDS}
-    ours = {name: configuration.field(config, name) for name in configuration.NETWORK_FIELDS}
-    differing = [f"{name} is {theirs[name]!r} there, {ours[name]!r} here"
-                 for name in ours if theirs[name] != ours[name]]
-    if differing:
-      raise ConfigError(f"config.init_from: the networks at step {step} of {workdir} do not fit this config: "
-                        + "; ".join(differing))
+    configuration.check_networks_fit(config_from_metadata(checkpoints.metadata(step)), config,
+                                     f"config.init_from: the networks at step {step} of {workdir}")
     abstract = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding), state)
     source = checkpoints.restore(step, abstract)
   except CheckpointError as error:

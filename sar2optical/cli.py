@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from absl import app, logging
 
-from sar2optical.errors import Sar2OpticalError
+from sar2optical.errors import Sar2OpticalError, StoppedBySignal
 
 
 class _QuietLibraries(std_logging.Filter):
@@ -18,7 +18,7 @@ class _QuietLibraries(std_logging.Filter):
 
 
 def run(main: Callable[[list[str]], None]) -> None:
-  """`absl.app.run(main)`, turning a Sar2OpticalError into `error: <message>` and exit status 2."""
+  """`absl.app.run(main)`: a Sar2OpticalError becomes `error: <message>` and exit status 2; a stop by a signal, its message and status."""
   def guarded(argv: list[str]) -> None:
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(_QuietLibraries())
@@ -28,4 +28,8 @@ def run(main: Callable[[list[str]], None]) -> None:
       logging.flush()
       print(f"error: {error}", file=sys.stderr)
       sys.exit(2)
+    except StoppedBySignal as stop:
+      logging.flush()
+      print(stop, file=sys.stderr)
+      sys.exit(stop.exit_status)
   app.run(guarded)

@@ -81,6 +81,29 @@ def field(config: ml_collections.ConfigDict, name: str):
   return value
 
 
+def changes(old: ml_collections.ConfigDict, new: ml_collections.ConfigDict) -> dict[str, tuple]:
+  """{dotted field: (old value, new value)} for every field that differs (absent: None)."""
+  def flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+      out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+  before, after = flat(old.to_dict()), flat(new.to_dict())
+  return {name: (before.get(name), after.get(name)) for name in sorted(before.keys() | after.keys())
+          if before.get(name) != after.get(name)}
+
+
+def check_networks_fit(saved: ml_collections.ConfigDict, config: ml_collections.ConfigDict, networks: str) -> None:
+  """ConfigError naming each of NETWORK_FIELDS that differs between `saved` and `config`.
+
+  `networks` says whose they are, e.g. "the networks at step 5 of runs/a".
+  """
+  differing = {name: values for name, values in changes(saved, config).items() if name in NETWORK_FIELDS}
+  if differing:
+    raise ConfigError(f"{networks} do not fit this config: " + "; ".join(
+        f"config.{name} is {old!r} there, {new!r} here" for name, (old, new) in differing.items()))
+
+
 def validate(config: ml_collections.ConfigDict, num_data_shards: int = 1, *, require_data_root: bool = True) -> None:
   """Raises ConfigError for the first bad field.
 

@@ -14,8 +14,24 @@ class ConfigError(Sar2OpticalError, ValueError):
 
 
 class DataError(Sar2OpticalError, ValueError):
-  """A data root, split file or image is missing, corrupt or of the wrong shape."""
+  """A data root, split file or image is missing, corrupt or of the wrong shape; or an output folder is not writable."""
 
 
 class CheckpointError(Sar2OpticalError, FileNotFoundError):
   """A workdir or checkpoint is missing or does not fit the config."""
+
+
+class TrainingDiverged(Sar2OpticalError):
+  """A loss or gradient became NaN or Inf; the message names the first such step and the last good checkpoint."""
+
+
+class StoppedBySignal(Exception):
+  """SIGTERM or SIGINT stopped training after a checkpoint was written; not an error of the user's.
+
+  Entry scripts print the message and exit with `exit_status` (128 + the signal's number, as a
+  shell reports a process ended by it), so job schedulers see an unfinished run and restart it.
+  """
+
+  def __init__(self, message: str, exit_status: int):
+    super().__init__(message)
+    self.exit_status = exit_status

@@ -14,7 +14,7 @@ from absl import logging
 from PIL import Image
 from tensorboardX import SummaryWriter
 
-from sar2optical import checkpoint, metrics, training
+from sar2optical import checkpoint, metrics, paths, training
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import pipeline, sources
 from sar2optical.errors import ConfigError, DataError
@@ -200,6 +200,7 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
   requested = parse_steps(steps, available)
   if not requested:
     raise DataError(f"no checkpoints in {checkpoint.checkpoint_dir(workdir)}")
+  output_root = paths.writable_directory(output_dir or workdir / "eval", "--output_dir:" if output_dir else "the folder")
   results = []
   for step in requested:
     generator = load_generator(workdir, step, mode)
@@ -222,8 +223,7 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
                          for name, values in scores.floors.items()},
               "batch_size": batch_size, "data": eval_source.description,
               "images_per_second": len(eval_source) / seconds, "config": generator.config.to_dict()}
-    name = f"step_{generator.step}"
-    directory = pathlib.Path(output_dir) / name if output_dir else workdir / "eval" / name
+    directory = output_root / f"step_{generator.step}"
     write_outputs(directory, result, scores, names, labels)
     write_tensorboard(workdir, result)
     logging.info("Evaluated step %d on %d %s pairs in %.1f s (%.1f images/s); outputs in %s", generator.step,

@@ -57,13 +57,15 @@ class TrainedGenerator:
 def load_generator(workdir: str | pathlib.Path, step: str | int = "latest", mode: Mode = "eval") -> TrainedGenerator:
   """Restores the generator of `step` ('latest' or a number) with its config and pixel mapping."""
   checkpoints = checkpoint.Checkpoints(workdir, create=False)
-  step = checkpoints.resolve_step(step)
-  metadata = checkpoints.metadata(step)
-  config = checkpoint.config_from_metadata(metadata)
-  pixels = PixelSpec.from_dict(metadata["pixels"])
-  model = training.make_pix2pix(config, pixels)
-  mesh = training.make_mesh(jax.local_devices()[:1])
-  abstract = training.abstract_state(model, mesh, config.image_size, config.model.in_channels)
-  state = checkpoints.restore(step, abstract)
-  checkpoints.close()
+  try:
+    step = checkpoints.resolve_step(step)
+    metadata = checkpoints.metadata(step)
+    config = checkpoint.config_from_metadata(metadata)
+    pixels = PixelSpec.from_dict(metadata["pixels"])
+    model = training.make_pix2pix(config, pixels)
+    mesh = training.make_mesh(jax.local_devices()[:1])
+    abstract = training.abstract_state(model, mesh, config.image_size, config.model.in_channels)
+    state = checkpoints.restore(step, abstract)
+  finally:
+    checkpoints.close()
   return TrainedGenerator(config, pixels, step, model, state.g_params, state.g_stats, mode)

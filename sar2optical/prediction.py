@@ -19,9 +19,9 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from sar2optical import raster, tiling
+from sar2optical import paths, raster, tiling
 from sar2optical.errors import DataError, Sar2OpticalError
-from sar2optical.inference import TrainedGenerator
+from sar2optical.inference import Mode, TrainedGenerator, load_generator
 from sar2optical.pixels import SarScaling
 
 OUTPUT_FORMAT_CHOICES = ("auto", *raster.OUTPUT_FORMATS)
@@ -55,6 +55,21 @@ class Summary:
 
   def __str__(self) -> str:
     return f"translated {self.translated}, skipped {self.skipped}, failed {self.failed}"
+
+
+def predict(workdir: str | pathlib.Path, step: str | int, mode: Mode, input_spec: str, output: str | pathlib.Path,
+            options: Options = Options()) -> Summary:
+  """predict.py: translates the inputs `input_spec` names into `output` with the generator at `step` of `workdir`.
+
+  The checkpoint, the inputs and the output folder are checked before anything is translated, so
+  a wrong one stops the run at once, naming it.
+  """
+  generator = load_generator(workdir, step, mode)
+  inputs = find_inputs(input_spec)
+  output_dir = paths.writable_directory(output, "--output:")
+  logging.info("Translating %d images with step %d of %s (%s mode, %d² tiles, overlap %.0f%%)", len(inputs),
+               generator.step, workdir, mode, generator.image_size, 100 * options.overlap)
+  return translate_files(generator, inputs, output_dir, options)
 
 
 def find_inputs(spec: str) -> list[tuple[pathlib.Path, pathlib.Path]]:

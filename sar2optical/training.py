@@ -42,6 +42,10 @@ class TrainState:
   g_opt_state: Any
   d_opt_state: Any
   rng: jax.Array
+  # The first step whose losses or gradients were NaN or Inf, 0 while all were finite: kept on the
+  # device so that checking it costs no host sync per step (the trainer reads it at log and
+  # checkpoint boundaries, and never saves a state where it is set).
+  nonfinite_step: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +105,7 @@ def init_state(model: Pix2Pix, rng: jax.Array, image_size: int, in_channels: int
       d_params=d_vars["params"], d_stats=d_vars.get("batch_stats", {}),
       g_opt_state=model.g_optimizer.init(g_vars["params"]),
       d_opt_state=model.d_optimizer.init(d_vars["params"]),
-      rng=rng)
+      rng=rng, nonfinite_step=jnp.zeros((), jnp.int32))
 
 
 def generate(model: Pix2Pix, g_params: Any, g_stats: Any, sar: jax.Array, *, train: bool = False,
@@ -153,8 +157,11 @@ def train_step(state: TrainState, batch: Batch, *, model: Pix2Pix) -> tuple[Trai
   g_updates, g_opt_state = model.g_optimizer.update(g_grads, state.g_opt_state, state.g_params)
   g_params = optax.apply_updates(state.g_params, g_updates)
 
-  new_state = state.replace(step=state.step + 1, g_params=g_params, g_stats=g_stats, d_params=d_params,
-                            d_stats=d_stats, g_opt_state=g_opt_state, d_opt_state=d_opt_state)
+  finite = jnp.all(jnp.isfinite(jnp.stack([loss_d, loss_g, optax.global_norm(d_grads), optax.global_norm(g_grads)])))
+  step = state.step + 1
+  nonfinite_step = jnp.where((state.nonfinite_step == 0) & ~finite, step, state.nonfinite_step)
+  new_state = state.replace(step=step, g_params=g_params, g_stats=g_stats, d_params=d_params, d_stats=d_stats,
+                            g_opt_state=g_opt_state, d_opt_state=d_opt_state, nonfinite_step=nonfinite_step)
   metrics = {"loss_D": loss_d, "loss_G": loss_g, "loss_G_GAN": loss_g_gan, "loss_G_L1": loss_g_l1}
   return new_state, metrics
 

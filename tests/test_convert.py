@@ -240,7 +240,7 @@ def test_init_from_starts_a_new_run_from_trained_networks(demo_root, source, tmp
 
 @pytest.mark.parametrize("overrides, fragment", [
     ({"model.levels": 2, "model.upsampling": "nearest"},
-     "model.levels is 3 there, 2 here; model.upsampling is 'none' there, 'nearest' here"),
+     "config.model.levels is 3 there, 2 here; config.model.upsampling is 'none' there, 'nearest' here"),
     ({"init_from": "/nonexistent/run"}, "no checkpoints in /nonexistent/run"),
 ])
 def test_init_from_names_what_does_not_fit(demo_root, source, tmp_path, overrides, fragment):

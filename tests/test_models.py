@@ -136,7 +136,8 @@ def test_training_step_equals_pytorch(torch_reference):
   state = training.TrainState(
       step=jnp.zeros((), jnp.int32), g_params=g_vars["params"], g_stats=g_vars["batch_stats"],
       d_params=d_vars["params"], d_stats=d_vars["batch_stats"], g_opt_state=model.g_optimizer.init(g_vars["params"]),
-      d_opt_state=model.d_optimizer.init(d_vars["params"]), rng=jax.random.PRNGKey(0))
+      d_opt_state=model.d_optimizer.init(d_vars["params"]), rng=jax.random.PRNGKey(0),
+      nonfinite_step=jnp.zeros((), jnp.int32))
   new_state, metrics = jax.jit(lambda s, b: training.train_step(s, b, model=model))(
       state, {"sar": sar_u8, "optical": optical_u8})
 

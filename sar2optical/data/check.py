@@ -28,7 +28,7 @@ _MODES = {"SAR": "L", "optical": "RGB"}
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-  """Something wrong with one file: `kind` is unpaired, unreadable, size or mode."""
+  """Something wrong with one file or folder: `kind` is unpaired, empty, unreadable, size or mode."""
   path: pathlib.Path
   kind: str
   detail: str
@@ -65,6 +65,7 @@ def check_folder(root: str | pathlib.Path, *, image_size: int = 256, threads: in
               for sar, optical in index.sar_without_optical]
   problems += [Problem(optical, "unpaired", f"optical image without its SAR twin {sar}")
                for optical, sar in index.optical_without_sar]
+  problems += [Problem(folder, "empty", "class folder without images in s1/ or s2/") for folder in index.empty_classes]
   images = [(root / pair.s1, "SAR") for pair in index.pairs] + [(root / pair.s2, "optical") for pair in index.pairs]
   images += [(sar, "SAR") for sar, _ in index.sar_without_optical]
   images += [(optical, "optical") for optical, _ in index.optical_without_sar]

@@ -61,10 +61,12 @@ class FolderIndex:
     pairs: every SAR/optical pair, sorted by s1 path.
     sar_without_optical: (SAR image, the optical twin it lacks) paths.
     optical_without_sar: (optical image, the SAR twin it lacks) paths.
+    empty_classes: class folders with an s1/ or s2/ folder but no image in either.
   """
   pairs: list[Pair]
   sar_without_optical: list[tuple[pathlib.Path, pathlib.Path]]
   optical_without_sar: list[tuple[pathlib.Path, pathlib.Path]]
+  empty_classes: list[pathlib.Path]
 
 
 def _images(folder: pathlib.Path, tag: str) -> list[pathlib.Path]:
@@ -83,9 +85,12 @@ def index_folder(root: str | os.PathLike[str]) -> FolderIndex:
   if not root.is_dir():
     raise DataError(f"data root is not a directory: {root}")
   class_dirs = [root] + sorted(path for path in root.iterdir() if path.is_dir())
-  index = FolderIndex([], [], [])
+  index = FolderIndex([], [], [], [])
   for class_dir in class_dirs:
     label = "" if class_dir == root else class_dir.name
+    if label and ((class_dir / "s1").is_dir() or (class_dir / "s2").is_dir()) and not (
+        _images(class_dir / "s1", _SAR_TAG) or _images(class_dir / "s2", _OPTICAL_TAG)):
+      index.empty_classes.append(class_dir)
     for sar_path in _images(class_dir / "s1", _SAR_TAG):
       optical_path = class_dir / "s2" / sar_path.name.replace(_SAR_TAG, _OPTICAL_TAG)
       if not optical_path.is_file():
@@ -107,10 +112,14 @@ def index_folder(root: str | os.PathLike[str]) -> FolderIndex:
 def find_pairs(root: str | os.PathLike[str]) -> list[Pair]:
   """Returns every SAR/optical pair under `root`, sorted by s1 path.
 
-  Raises DataError naming both files when a SAR image has no optical twin, and explaining the
-  layout when there are no pairs. Optical images without a SAR twin are ignored.
+  Raises DataError naming both files when a SAR image has no optical twin, naming a class folder
+  without images (an incomplete download), and explaining the layout when there are no pairs.
+  Optical images without a SAR twin are ignored.
   """
   index = index_folder(root)
+  if index.empty_classes:
+    raise DataError(f"class folder {index.empty_classes[0]} has no images in s1/ or s2/ (an incomplete copy?): "
+                    "fill or remove it")
   if index.sar_without_optical:
     sar_path, optical_path = index.sar_without_optical[0]
     raise DataError(f"SAR image {sar_path} has no optical twin: expected {optical_path}")
@@ -267,10 +276,12 @@ def _assign_groups(groups: dict[str, list[Pair]], targets: dict[str, dict[str, f
 
 
 def write_split(path: str | os.PathLike[str], split: dict) -> None:
-  """Writes `split` as JSON, creating parent folders."""
+  """Writes `split` as JSON, creating parent folders; atomically, so a reader never sees half a file."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(split, indent=2) + "\n")
+  partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+  partial.write_text(json.dumps(split, indent=2) + "\n")
+  partial.replace(path)
 
 
 def read_split(path: str | os.PathLike[str]) -> dict:

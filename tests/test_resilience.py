@@ -1,0 +1,185 @@
+"""A run is never lost: SIGKILL at two points, SIGTERM and SIGINT, NaN losses, config changes on resume."""
+
+import hashlib
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import jax
+import numpy as np
+import pytest
+from conftest import REPO, tiny_config
+
+from sar2optical import checkpoint, training, trainer
+from sar2optical.errors import ConfigError, StoppedBySignal, TrainingDiverged
+from sar2optical.pixels import PixelSpec
+
+STEPS = 8
+
+
+def command(workdir: pathlib.Path, root: pathlib.Path, *overrides: str) -> list[str]:
+  """train.py on the tiny model (3 levels, 32², batch 2), checkpoints every 2 steps, a log line per step."""
+  return [sys.executable, "train.py", "--config=configs/quickstart.py", f"--workdir={workdir}",
+          f"--config.data.root={root}", "--config.image_size=32", "--config.batch_size=2", "--config.model.levels=3",
+          f"--config.num_train_steps={STEPS}", "--config.checkpoint_every_steps=2", "--config.log_every_steps=1",
+          "--config.sample_every_steps=100", "--config.eval_every_steps=0", *overrides]
+
+
+def start(args: list[str], **env: str) -> subprocess.Popen:
+  return subprocess.Popen(args, cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu", **env},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def read_until(process: subprocess.Popen, pattern: str) -> str:
+  """The stderr of `process` up to and including the first line matching `pattern`."""
+  seen = []
+  for line in process.stderr:
+    seen.append(line)
+    if re.search(pattern, line):
+      return "".join(seen)
+  raise AssertionError(f"{pattern!r} never appeared:\n" + "".join(seen)[-3000:])
+
+
+def finish(process: subprocess.Popen) -> tuple[int, str]:
+  _, rest = process.communicate(timeout=600)
+  return process.returncode, rest
+
+
+def state_at(workdir: pathlib.Path, step: int | None = None) -> training.TrainState:
+  """The saved state at `step` (default: the latest) of a tiny-model workdir, on the host."""
+  config = tiny_config("x")
+  abstract = training.abstract_state(training.make_pix2pix(config, PixelSpec()), training.make_mesh(), 32, 1)
+  checkpoints = checkpoint.Checkpoints(workdir, create=False)
+  try:
+    return jax.device_get(checkpoints.restore(step or checkpoints.latest_step(), abstract))
+  finally:
+    checkpoints.close()
+
+
+def digest(folder: pathlib.Path) -> dict[str, str]:
+  return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+          for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def straight_run(demo_root, tmp_path_factory) -> pathlib.Path:
+  """The uninterrupted run that the interrupted ones must reproduce bit for bit."""
+  workdir = tmp_path_factory.mktemp("straight")
+  status, log = finish(start(command(workdir, demo_root)))
+  assert status == 0, log[-3000:]
+  return workdir
+
+
+def test_sigkill_inside_a_save_and_between_saves_then_resume_is_bitwise_identical(demo_root, straight_run, tmp_path):
+  workdir, marker = tmp_path / "killed", tmp_path / "saving"
+  # Kill 1: inside the save of step 4 (the hook hangs there once the checkpoint's temporary folder exists).
+  process = start(command(workdir, demo_root), **{checkpoint.PAUSE_IN_SAVE_ENV: f"4:{marker}"})
+  deadline = time.monotonic() + 300
+  while not marker.exists():
+    assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-3000:]
+    time.sleep(0.1)
+  half_written = [path.name for path in (workdir / "checkpoints").iterdir() if path.name.startswith("4.")]
+  assert half_written and "tmp" in half_written[0], half_written
+  process.kill()
+  process.wait()
+  # Kill 2: between saves, right after step 7 is logged (the checkpoint of step 6 may still be in flight).
+  process = start(command(workdir, demo_root))
+  log = read_until(process, r"step 7/8")
+  assert "Resuming from the checkpoint at step 2" in log, log[-3000:]
+  process.kill()
+  process.wait()
+  assert not (workdir / "checkpoints" / "8").exists()
+
+  status, log = finish(start(command(workdir, demo_root)))
+  assert status == 0, log[-3000:]
+  assert re.search(r"Resuming from the checkpoint at step [46]\b", log), log[-3000:]
+  assert not [path for path in (workdir / "checkpoints").iterdir() if "tmp" in path.name]
+  straight, resumed = state_at(straight_run), state_at(workdir)
+  assert int(straight.step) == int(resumed.step) == STEPS
+  jax.tree.map(np.testing.assert_array_equal, straight, resumed)  # params, BatchNorm stats, Adam, RNG
+
+
+def test_sigterm_saves_the_current_step_and_exits_then_resume_is_bitwise_identical(demo_root, straight_run,
+                                                                                  tmp_path):
+  workdir = tmp_path / "preempted"
+  process = start(command(workdir, demo_root, "--config.checkpoint_every_steps=100"))
+  read_until(process, r"step 3/8")
+  process.send_signal(signal.SIGTERM)
+  status, log = finish(process)
+  assert status == 128 + signal.SIGTERM, log[-3000:]
+  stopped = re.search(r"Stopped by SIGTERM after step (\d) of 8: the checkpoint is in (\S+);", log)
+  assert stopped and "Traceback" not in log, log[-3000:]
+  step = int(stopped.group(1))
+  assert pathlib.Path(stopped.group(2)) == workdir / "checkpoints" / str(step)
+  assert 3 <= step < STEPS and checkpoint.Checkpoints(workdir, create=False).all_steps() == [step]
+
+  status, log = finish(start(command(workdir, demo_root)))
+  assert status == 0 and f"Resuming from the checkpoint at step {step}" in log, log[-3000:]
+  jax.tree.map(np.testing.assert_array_equal, state_at(straight_run), state_at(workdir))
+
+
+def test_sigint_saves_the_current_step(demo_root, tmp_path):
+  """Ctrl-C in-process: the step in progress ends, is saved, and the stop reports exit status 130."""
+  config = tiny_config(demo_root, num_train_steps=1000, checkpoint_every_steps=1000, log_every_steps=1,
+                       eval_every_steps=0)
+  timer = threading.Timer(20.0, os.kill, (os.getpid(), signal.SIGINT))  # after the compile
+  timer.start()
+  try:
+    with pytest.raises(StoppedBySignal, match=r"Stopped by SIGINT after step \d+ of 1000") as stop:
+      trainer.train(config, tmp_path)
+  finally:
+    timer.cancel()
+  assert stop.value.exit_status == 128 + signal.SIGINT
+  step = int(re.search(r"after step (\d+)", str(stop.value)).group(1))
+  assert checkpoint.Checkpoints(tmp_path, create=False).all_steps() == [step]
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+
+
+def test_nan_stops_naming_the_first_bad_step_and_keeps_the_last_good_checkpoint(demo_root, tmp_path):
+  """A diverging learning rate; the check runs only at log and checkpoint boundaries (every 4 steps)."""
+  good = tiny_config(demo_root, num_train_steps=4, checkpoint_every_steps=4, log_every_steps=4, eval_every_steps=0)
+  trainer.train(good, tmp_path)
+  before = digest(tmp_path / "checkpoints")
+  diverging = tiny_config(demo_root, num_train_steps=12, checkpoint_every_steps=4, log_every_steps=4,
+                          eval_every_steps=0, **{"optimizer.learning_rate": 1e30})
+  with pytest.raises(TrainingDiverged, match=r"NaN or Inf at step (\d+); .*last good checkpoint, step 4") as error:
+    trainer.train(diverging, tmp_path)
+  bad_step = int(re.search(r"at step (\d+)", str(error.value)).group(1))
+  assert 5 <= bad_step <= 8
+  assert digest(tmp_path / "checkpoints") == before  # nothing saved, the good checkpoint untouched
+  # Checked at every step, the run stops at that very step: the first bad one.
+  every_step = tiny_config(demo_root, num_train_steps=12, checkpoint_every_steps=1, log_every_steps=1,
+                           eval_every_steps=0, **{"optimizer.learning_rate": 1e30})
+  with pytest.raises(TrainingDiverged, match=rf"at step {bad_step}; .*last good checkpoint, step {bad_step - 1}"):
+    trainer.train(every_step, tmp_path)
+
+
+@pytest.mark.parametrize("overrides, fields", [
+    ({"model.levels": 4}, ["config.model.levels is 3 there, 4 here"]),
+    ({"model.in_channels": 3, "model.disc_layers": 2},
+     ["config.model.disc_layers is 3 there, 2 here", "config.model.in_channels is 1 there, 3 here"]),
+])
+def test_resuming_with_other_networks_names_the_fields(tiny_workdir, tmp_path, demo_root, overrides, fields):
+  workdir = tmp_path / "run"
+  shutil.copytree(tiny_workdir, workdir)
+  before = digest(workdir)
+  with pytest.raises(ConfigError, match="the networks of the checkpoint at step 2") as error:
+    trainer.train(tiny_config(demo_root, num_train_steps=3, **overrides), workdir)
+  assert all(field in str(error.value) for field in fields), error.value
+  assert digest(workdir) == before
+
+
+def test_compatible_changes_resume_and_are_logged(tiny_workdir, tmp_path, demo_root, caplog):
+  workdir = tmp_path / "run"
+  shutil.copytree(tiny_workdir, workdir)
+  caplog.set_level("INFO")
+  state = trainer.train(tiny_config(demo_root, num_train_steps=3, log_every_steps=3, checkpoint_every_steps=1,
+                                    sample_every_steps=2), workdir)
+  assert int(state.step) == 3
+  assert "Config changes since the checkpoint at step 2: log_every_steps 1 -> 3; num_train_steps 2 -> 3" in caplog.text
