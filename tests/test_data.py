@@ -353,8 +353,7 @@ def test_load_image_corrupt_file_names_it(tmp_path, corrupt):
 
 
 @pytest.mark.parametrize("image_mode, suffix", [
-    ("L", ".png"), ("RGB", ".png"), ("P", ".png"), ("RGBA", ".png"), ("LA", ".png"), ("I;16", ".png"),
-    ("RGB", ".jpg"), ("L", ".tif"),
+    ("L", ".png"), ("RGB", ".png"), ("P", ".png"), ("RGB", ".jpg"), ("L", ".tif"),
 ])
 @pytest.mark.parametrize("mode", ["L", "RGB"])
 def test_load_image_gives_pillows_pixels(tmp_path, image_mode, suffix, mode):
@@ -367,6 +366,20 @@ def test_load_image_gives_pillows_pixels(tmp_path, image_mode, suffix, mode):
   with Image.open(path) as stored:
     expected = np.asarray(stored.convert(mode)).reshape(24, 20, -1)
   np.testing.assert_array_equal(images.load_image(path, mode, None), expected)
+
+
+@pytest.mark.parametrize("image_mode, suffix, fragment", [
+    ("RGBA", ".png", "has an alpha channel"), ("LA", ".png", "has an alpha channel"),
+    ("I;16", ".png", "has 16-bit samples"), ("I;16", ".tif", "has 16-bit samples"),
+    ("F", ".tif", "has 32-bit samples"),
+])
+def test_load_image_refuses_what_conversion_would_damage(tmp_path, image_mode, suffix, fragment):
+  """Alpha would be dropped and 16-bit values clipped to 255: both are refused, naming the file."""
+  path = tmp_path / f"image{suffix}"
+  Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).convert(image_mode).save(path)
+  with pytest.raises(DataError, match=fragment) as error:
+    images.load_image(path, "L", None)
+  assert str(path) in str(error.value)
 
 
 def test_load_image_missing_file_names_it(tmp_path):

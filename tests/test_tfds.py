@@ -2,6 +2,7 @@
 
 import pathlib
 
+from array_record.python import array_record_module
 from conftest import requires_sen12, SEN12_ROOT, tiny_config
 import numpy as np
 from PIL import Image
@@ -58,6 +59,17 @@ def test_round_trip_gives_the_pngs_pixels(built, config):
   assert sorted(seen) == sorted(pairs)
 
 
+@pytest.mark.parametrize("config", sources.TFDS_CONFIGS)
+def test_shards_are_stored_uncompressed(built, config):
+  """Images hardly compress, and decoding zstd took most of the time of a read."""
+  shards = list((built[0] / "sen1_2" / config).glob("*/*.array_record-*"))
+  assert shards
+  for shard in shards:
+    reader = array_record_module.ArrayRecordReader(str(shard))
+    assert "uncompressed" in reader.writer_options_string().split(",")
+    reader.close()
+
+
 def test_png_config_stores_the_files_bytes(built):
   source = sources.TfdsSource("val", data_dir=str(built[0]), config="png")
   record = source[0]
@@ -79,8 +91,8 @@ def test_trainer_reads_tfds_and_records_its_split(built, tmp_path):
   data_dir, split = built
   config = quickstart.get_config()
   config.data.source, config.data.tfds_data_dir = "tfds", str(data_dir)
-  train, samples = trainer.training_sources(config, tmp_path)
-  assert pairs_lib.read_split(tmp_path / "split.json") == split
+  train, samples, returned_split = trainer.training_sources(config, tmp_path)
+  assert pairs_lib.read_split(tmp_path / "split.json") == returned_split == split
   assert len(train) == len(split["data"]["train"]) and len(samples) == len(split["data"]["val"])
 
 

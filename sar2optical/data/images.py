@@ -1,8 +1,9 @@
 """Decodes SAR and optical images into uint8 arrays.
 
 OpenCV decodes PNGs stored in the wanted mode (8-bit grey or RGB, as SEN1-2's), faster than
-Pillow; anything else (other formats, palette, alpha, 16-bit, another mode) goes through Pillow's
-conversion. PNG is lossless, so both give the same pixels.
+Pillow; other 8-bit images (other formats, palette, grey for RGB or RGB for grey) go through
+Pillow's conversion. PNG is lossless, so both give the same pixels. Images with more than 8 bits
+or with an alpha channel are refused, naming the file: converting them would clip or drop data.
 """
 
 import io
@@ -18,6 +19,8 @@ from sar2optical.errors import ConfigError, DataError
 
 _CHANNELS = {"L": 1, "RGB": 3}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+_EIGHT_BIT_MODES = ("1", "L", "P", "RGB", "CMYK", "YCbCr", "LAB", "HSV", *_ALPHA_MODES)
 
 
 def load_image(path: str | os.PathLike[str], mode: str, image_size: int | None) -> np.ndarray:
@@ -46,7 +49,8 @@ def decode_image(data: bytes, mode: str, name: str) -> np.ndarray:
     raise ValueError(f"mode must be one of {sorted(_CHANNELS)}, got {mode!r}")
   is_png = data.startswith(_PNG_SIGNATURE)
   image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if is_png else None
-  if image is not None and image.dtype == np.uint8:
+  if image is not None:
+    _refuse(name, bits=8 * image.dtype.itemsize, alpha=image.ndim == 3 and image.shape[2] in (2, 4))
     if mode == "L" and image.ndim == 2:
       return image[..., np.newaxis]
     if mode == "RGB" and image.ndim == 3 and image.shape[2] == 3:
@@ -62,14 +66,50 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
   return np.asarray(resized).reshape(size, size, image.shape[-1])
 
 
+def repeat_band(image: np.ndarray, channels: int) -> np.ndarray:
+  """Grey uint8 (H, W, 1) as (H, W, channels), the band repeated; channels is 1 or 3.
+
+  OpenCV's grey-to-RGB conversion copies the band fifteen times as fast as np.repeat.
+  """
+  if channels == 1:
+    return image
+  if channels == 3:
+    return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+  raise ConfigError(f"in_channels must be 1 or 3, got {channels}")
+
+
+def _refuse(name: str, *, bits: int, alpha: bool) -> None:
+  """DataError naming `name` for an image of more than 8 bits per sample or with an alpha channel."""
+  if bits > 8:
+    raise DataError(f"image {name} has {bits}-bit samples; 8-bit grey or RGB is expected (as SEN1-2's PNGs): "
+                    "scale it to 0..255 first")
+  if alpha:
+    raise DataError(f"image {name} has an alpha channel; 8-bit grey or RGB is expected (as SEN1-2's PNGs)")
+
+
+def check_pair(sar: np.ndarray, optical: np.ndarray, sar_name: str, optical_name: str) -> dict[str, np.ndarray]:
+  """{"sar", "optical"} once both are known square and of one size; DataError naming the files otherwise."""
+  (sar_height, sar_width), (height, width) = sar.shape[:2], optical.shape[:2]
+  if (sar_height, sar_width) != (height, width):
+    raise DataError(f"SAR image {sar_name} is {sar_width}x{sar_height} but its optical twin {optical_name} is "
+                    f"{width}x{height}: the two images of a pair must have one size")
+  if height != width:
+    raise DataError(f"SAR image {sar_name} and its optical twin are {width}x{height}: square images are expected "
+                    "(SEN1-2 patches are 256x256)")
+  return {"sar": sar, "optical": optical}
+
+
 def _decode_with_pillow(data: bytes, mode: str, name: str) -> np.ndarray:
   """Fully decodes `data` with Pillow and converts it to `mode`; DataError naming `name` if it cannot."""
   try:
     with Image.open(io.BytesIO(data)) as image:
       image.load()
+      bits = 8 if image.mode in _EIGHT_BIT_MODES else 32 if image.mode in ("I", "F") else 16
+      alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
       converted = image.convert(mode)
   except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
     raise DataError(f"cannot decode image {name}: {error}") from None
+  _refuse(name, bits=bits, alpha=alpha)
   return np.asarray(converted, dtype=np.uint8).reshape(converted.height, converted.width, _CHANNELS[mode])
 
 
@@ -90,11 +130,7 @@ def load_pair(
   if in_channels not in (1, 3):
     raise ConfigError(f"in_channels must be 1 or 3, got {in_channels}")
   root = pathlib.Path(root)
-  sar = load_image(root / pair.s1, "L", image_size)
-  optical = load_image(root / pair.s2, "RGB", image_size)
-  if sar.shape[:2] != optical.shape[:2]:
-    raise DataError(
-        f"SAR image {root / pair.s1} is {sar.shape[1]}x{sar.shape[0]} but its optical twin "
-        f"{root / pair.s2} is {optical.shape[1]}x{optical.shape[0]}; set an image size to "
-        "resize both")
-  return {"sar": np.repeat(sar, in_channels, axis=-1), "optical": optical}
+  stored = check_pair(load_image(root / pair.s1, "L", None), load_image(root / pair.s2, "RGB", None),
+                      str(root / pair.s1), str(root / pair.s2))
+  fitted = {key: image if image_size is None else resize(image, image_size) for key, image in stored.items()}
+  return {"sar": repeat_band(fitted["sar"], in_channels), "optical": fitted["optical"]}

@@ -9,6 +9,7 @@ same for any P. Pixels stay uint8 here; scaling to [-1, 1] happens on the device
 
 from collections.abc import Callable, Iterator, Sequence
 import dataclasses
+import os
 from typing import Any
 
 from absl import flags
@@ -17,12 +18,23 @@ import grain
 import numpy as np
 
 from sar2optical.data.augment import Augmentation, fit_pair
+from sar2optical.data.images import repeat_band
 from sar2optical.data.sources import PairSource
 from sar2optical.errors import DataError
 
 # Each prefetched element is a whole batch, so grain's default buffer (500) would hold
 # gigabytes of images.
-_READ_OPTIONS = grain.ReadOptions(num_threads=8, prefetch_buffer_size=16)
+_PREFETCH_BATCHES = 16
+# Threads that make batches, per process: the work releases the GIL (reads, OpenCV, copies), but
+# threads beyond the CPUs only add memory traffic (on 2 CPUs, 8 threads a process were 15 % slower).
+_MAX_THREADS = 8
+
+
+def _read_options(workers: int) -> grain.ReadOptions:
+  """Threads for each of `workers` processes (or this one) that share this machine's CPUs."""
+  cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+  threads = min(_MAX_THREADS, max(1, cpus // max(workers, 1)))
+  return grain.ReadOptions(num_threads=threads, prefetch_buffer_size=_PREFETCH_BATCHES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +62,7 @@ class _Fit(grain.transforms.RandomMap):
 
   def random_map(self, element: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
     fitted = fit_pair(element, self.image_size, self.augmentation, rng)
-    if self.in_channels != 1:
-      fitted["sar"] = np.repeat(fitted["sar"], self.in_channels, axis=-1)
+    fitted["sar"] = repeat_band(fitted["sar"], self.in_channels)
     return fitted
 
 
@@ -177,7 +188,7 @@ def train_iterator(
   bad_rows = _DropBadRows() if skip_bad else None
 
   def make_pipeline(first_batch: int) -> grain.IterDataset:
-    pipeline = local_batches[first_batch:].to_iter_dataset(_READ_OPTIONS)
+    pipeline = local_batches[first_batch:].to_iter_dataset(_read_options(workers))
     if workers:
       if not flags.FLAGS.is_parsed():
         # grain <= 0.2.18 reads one of its absl flags in mp_prefetch, which fails outside absl.app
@@ -230,4 +241,4 @@ def eval_batches(source: PairSource, *, image_size: int, in_channels: int,
   examples = [(index, True) for index in range(len(source))]
   examples += [(len(source) - 1, False)] * (-len(source) % batch_size)
   dataset = grain.MapDataset.source(examples).map(_LoadEvalExample(source, image_size, in_channels))
-  return iter(dataset.batch(batch_size).to_iter_dataset(_READ_OPTIONS))
+  return iter(dataset.batch(batch_size).to_iter_dataset(_read_options(0)))

@@ -53,8 +53,9 @@ class FolderSource:
     return self.pairs[index]
 
   def decode(self, record: Pair) -> dict[str, np.ndarray]:
-    return {"sar": images.load_image(self.root / record.s1, "L", None),
-            "optical": images.load_image(self.root / record.s2, "RGB", None)}
+    sar_path, optical_path = self.root / record.s1, self.root / record.s2
+    return images.check_pair(images.load_image(sar_path, "L", None), images.load_image(optical_path, "RGB", None),
+                             str(sar_path), str(optical_path))
 
   def name_and_label(self, index: int) -> tuple[str, str]:
     return self.pairs[index].s1, self.pairs[index].label
@@ -63,8 +64,9 @@ class FolderSource:
 class TfdsSource:
   """One split of a `sen1_2` TFDS build, read with `tfds.data_source` (ArrayRecord, random access).
 
-  The "pixels" config stores decoded uint8 arrays; the "png" config stores PNG bytes, which are
-  decoded here (not by TFDS) so that a corrupt one is reported by its patch id.
+  Records are `sen1_2.parse_example`'s dicts. The "pixels" config stores decoded uint8 arrays; the
+  "png" config stores PNG bytes, which are decoded here (not by TFDS) so that a corrupt one is
+  reported by its patch id.
   """
 
   def __init__(self, split: str, *, data_dir: str = "", config: str = "pixels"):
@@ -82,24 +84,25 @@ class TfdsSource:
     if split not in builder.info.splits:
       raise DataError(f"the sen1_2/{config} build in {builder.data_dir} has no split {split!r} "
                       f"(it has {', '.join(builder.info.splits)})")
-    skip = tfds.decode.SkipDecoding()
     self.description = f"sen1_2/{config} {split} in {builder.data_dir}"
     self.split_file = builder.info.metadata["split"]
     self._records = builder.as_data_source(
-        split=split, decoders={"sar": skip, "optical": skip} if config == "png" else None)
+        split=split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
+    self._parse = sen1_2.parse_example  # sen1_2 (and TFDS) are imported only when a build is read
 
   def __len__(self) -> int:
     return len(self._records)
 
   def __getitem__(self, index: int) -> dict[str, Any]:
-    return self._records[index]
+    return self._parse(self._records[index])
 
   def name_and_label(self, index: int) -> tuple[str, str]:
-    record = self._records[index]
+    record = self[index]
     return record["patch_id"].decode(), record["label"].decode()
 
   def decode(self, record: dict[str, Any]) -> dict[str, np.ndarray]:
     name = f"{record['patch_id'].decode()} of {self.description}"
-    return {key: images.decode_image(record[key], mode, f"{key} image {name}")
-            if isinstance(record[key], bytes) else record[key]
-            for key, mode in (("sar", "L"), ("optical", "RGB"))}
+    sar, optical = (images.decode_image(record[key], mode, f"{key} image {name}")
+                    if isinstance(record[key], bytes) else record[key]
+                    for key, mode in (("sar", "L"), ("optical", "RGB")))
+    return images.check_pair(sar, optical, name, name)

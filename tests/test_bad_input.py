@@ -1,0 +1,189 @@
+"""The bad-input catalogue: each mistake a user can make with train, eval and predict gives one line that
+names the file or field, a non-zero exit, and leaves everything written before as it was.
+
+Cases run in-process through the functions the entry scripts call (a Sar2OpticalError is what
+`cli.run` turns into `error: <message>` and exit status 2, shown by the subprocess cases at the end).
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from conftest import REPO, tiny_config
+from PIL import Image
+
+from sar2optical import evaluation, prediction, trainer
+from sar2optical.errors import Sar2OpticalError
+
+SAR, OPTICAL = "agri/s1/ROIs1970_fall_s1_13_p{}.png", "agri/s2/ROIs1970_fall_s2_13_p{}.png"
+
+
+def write_png(path: pathlib.Path, array: np.ndarray, mode: str | None = None) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(array, mode).save(path)
+
+
+def two_pairs(root: pathlib.Path) -> pathlib.Path:
+  """A data root of two 32² pairs, and split.json putting both in train: the first batch reads both."""
+  rng = np.random.default_rng(0)
+  for patch in (1, 2):
+    write_png(root / SAR.format(patch), rng.integers(0, 256, (32, 32), dtype=np.uint8))
+    write_png(root / OPTICAL.format(patch), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+  split = {"data": {"train": [SAR.format(1), SAR.format(2)], "val": [], "test": []}}
+  (root / "split.json").write_text(json.dumps(split))
+  return root
+
+
+@dataclasses.dataclass
+class Case:
+  """`setup(tmp, ctx)` breaks something under `tmp` and returns the call that must fail naming `names(tmp)`."""
+  name: str
+  setup: Callable[[pathlib.Path, dict], Callable[[], object]]
+  names: Callable[[pathlib.Path], str]
+
+
+def train_on(root: pathlib.Path, workdir: pathlib.Path, **overrides) -> Callable[[], object]:
+  config = tiny_config(root, num_train_steps=1, eval_every_steps=0, **{"data.split_file": str(root / "split.json"),
+                                                                       **overrides})
+  return lambda: trainer.train(config, workdir)
+
+
+def broken_data(mutate: Callable[[pathlib.Path], None]) -> Callable[[pathlib.Path, dict], Callable[[], object]]:
+  def setup(tmp: pathlib.Path, ctx: dict) -> Callable[[], object]:
+    mutate(two_pairs(tmp / "data"))
+    return train_on(tmp / "data", tmp / "run")
+  return setup
+
+
+def copied_run(tmp: pathlib.Path, ctx: dict) -> pathlib.Path:
+  shutil.copytree(ctx["workdir"], tmp / "run")
+  return tmp / "run"
+
+
+def corrupt_checkpoint(tmp: pathlib.Path, ctx: dict) -> pathlib.Path:
+  """The latest checkpoint's array data cut in half, as a partial copy leaves it."""
+  workdir = copied_run(tmp, ctx)
+  for path in (workdir / "checkpoints" / "2" / "state").rglob("*"):
+    if path.is_file() and path.parent.name == "d":
+      path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+  return workdir
+
+
+def predict(workdir: pathlib.Path, inputs: str, output: pathlib.Path) -> Callable[[], object]:
+  return lambda: prediction.predict(workdir, "latest", "eval", inputs, output)
+
+
+def a_file(tmp: pathlib.Path) -> pathlib.Path:
+  """A plain file, so that any folder 'inside' it cannot be created."""
+  (tmp / "a_file").write_text("not a folder\n")
+  return tmp / "a_file"
+
+
+CASES = [
+    # train: data
+    Case("missing data root", lambda tmp, ctx: train_on(tmp / "nowhere", tmp / "run", **{"data.split_file": ""}),
+         lambda tmp: str(tmp / "nowhere")),
+    Case("empty class folder", broken_data(lambda root: [(root / "urban" / sub).mkdir(parents=True)
+                                                         for sub in ("s1", "s2")]),
+         lambda tmp: str(tmp / "data" / "urban")),
+    Case("unpaired file", broken_data(lambda root: (root / OPTICAL.format(2)).unlink()),
+         lambda tmp: str(tmp / "data" / OPTICAL.format(2))),
+    Case("zero-byte PNG", broken_data(lambda root: (root / SAR.format(2)).write_bytes(b"")),
+         lambda tmp: str(tmp / "data" / SAR.format(2))),
+    Case("truncated PNG", broken_data(lambda root: (root / OPTICAL.format(1)).write_bytes(
+        (root / OPTICAL.format(1)).read_bytes()[:200])), lambda tmp: str(tmp / "data" / OPTICAL.format(1))),
+    Case("pair of two sizes", broken_data(lambda root: write_png(root / OPTICAL.format(2),
+                                                                 np.zeros((48, 48, 3), np.uint8))),
+         lambda tmp: str(tmp / "data" / OPTICAL.format(2))),
+    Case("non-square image", broken_data(lambda root: [
+        write_png(root / SAR.format(1), np.zeros((32, 40), np.uint8)),
+        write_png(root / OPTICAL.format(1), np.zeros((32, 40, 3), np.uint8))]),
+         lambda tmp: str(tmp / "data" / SAR.format(1))),
+    Case("RGBA optical image", broken_data(lambda root: write_png(root / OPTICAL.format(2),
+                                                                  np.zeros((32, 32, 4), np.uint8))),
+         lambda tmp: str(tmp / "data" / OPTICAL.format(2))),
+    Case("16-bit SAR image", broken_data(lambda root: write_png(root / SAR.format(1),
+                                                                np.full((32, 32), 4000, np.uint16))),
+         lambda tmp: str(tmp / "data" / SAR.format(1))),
+    Case("non-image named .png", broken_data(lambda root: (root / SAR.format(1)).write_text("<html>404</html>")),
+         lambda tmp: str(tmp / "data" / SAR.format(1))),
+    Case("split naming missing files", broken_data(lambda root: (root / "split.json").write_text(json.dumps(
+        {"data": {"train": [SAR.format(1), "agri/s1/ROIs1970_fall_s1_13_p99.png"], "val": [], "test": []}}))),
+         lambda tmp: "ROIs1970_fall_s1_13_p99.png"),
+    Case("malformed split JSON", broken_data(lambda root: (root / "split.json").write_text('{"data": {"train": [')),
+         lambda tmp: str(tmp / "data" / "split.json")),
+    # train: config and paths
+    Case("negative learning rate", lambda tmp, ctx: train_on(two_pairs(tmp / "data"), tmp / "run",
+                                                             **{"optimizer.learning_rate": -2e-4}),
+         lambda tmp: "config.optimizer.learning_rate"),
+    Case("image size the levels cannot take", lambda tmp, ctx: train_on(two_pairs(tmp / "data"), tmp / "run",
+                                                                        image_size=36),
+         lambda tmp: "config.image_size"),
+    Case("unwritable workdir", lambda tmp, ctx: train_on(two_pairs(tmp / "data"), a_file(tmp) / "run"),
+         lambda tmp: str(tmp / "a_file" / "run")),
+    # eval
+    Case("eval: workdir with no checkpoint", lambda tmp, ctx: lambda: evaluation.evaluate(tmp / "empty", split="all"),
+         lambda tmp: str(tmp / "empty")),
+    Case("eval: corrupt checkpoint", lambda tmp, ctx: lambda: evaluation.evaluate(
+        corrupt_checkpoint(tmp, ctx), split="all", output_dir=str(tmp / "out")),
+         lambda tmp: str(tmp / "run" / "checkpoints" / "2")),
+    Case("eval: unwritable output folder", lambda tmp, ctx: lambda: evaluation.evaluate(
+        copied_run(tmp, ctx), split="all", output_dir=str(a_file(tmp) / "out")),
+         lambda tmp: str(tmp / "a_file" / "out")),
+    # predict
+    Case("predict: missing input", lambda tmp, ctx: predict(copied_run(tmp, ctx), str(tmp / "none.png"), tmp / "out"),
+         lambda tmp: str(tmp / "none.png")),
+    Case("predict: corrupt checkpoint", lambda tmp, ctx: predict(corrupt_checkpoint(tmp, ctx), str(ctx["sar"]),
+                                                                  tmp / "out"),
+         lambda tmp: str(tmp / "run" / "checkpoints" / "2")),
+    Case("predict: unwritable output folder", lambda tmp, ctx: predict(copied_run(tmp, ctx), str(ctx["sar"]),
+                                                                        a_file(tmp) / "out"),
+         lambda tmp: str(tmp / "a_file" / "out")),
+]
+
+
+def snapshot(folder: pathlib.Path) -> dict[str, str]:
+  return {str(path): hashlib.sha256(path.read_bytes()).hexdigest() for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_bad_input_is_named_in_one_line_and_nothing_is_lost(case, tmp_path, tiny_workdir, demo_root):
+  ctx = {"workdir": tiny_workdir, "sar": next((demo_root / "agri" / "s1").iterdir())}
+  call = case.setup(tmp_path, ctx)
+  before = snapshot(tmp_path)
+  with pytest.raises(Sar2OpticalError) as error:
+    call()
+  message = str(error.value)
+  assert case.names(tmp_path) in message and "\n" not in message, message
+  after = snapshot(tmp_path)
+  assert {path: after.get(path) for path in before} == before  # new files may appear; none changed or went
+
+
+def run_script(script: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, script, *args], cwd=REPO, capture_output=True, text=True, timeout=600,
+                        env={**os.environ, "JAX_PLATFORMS": "cpu", **env})
+
+
+def test_batch_not_divisible_by_the_devices_exits_2(tmp_path):
+  result = run_script("train.py", "--config=configs/quickstart.py", f"--workdir={tmp_path / 'run'}",
+                      f"--config.data.root={two_pairs(tmp_path / 'data')}", "--config.batch_size=3",
+                      XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.strip().splitlines()[-1] == (
+      "error: config.batch_size: 3 is not divisible by the 2 devices the batch is sharded over")
+
+
+def test_a_corrupt_checkpoint_exits_2_from_eval(tiny_workdir, tmp_path):
+  workdir = corrupt_checkpoint(tmp_path, {"workdir": tiny_workdir})
+  result = run_script("eval.py", f"--workdir={workdir}", "--split=all")
+  assert result.returncode == 2, result.stderr[-2000:]
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: ") and str(workdir / "checkpoints" / "2") in last and "Traceback" not in result.stderr
