@@ -42,13 +42,57 @@ def test_output_shapes(levels, size, upsampling):
   assert models.patch_logits_size(256, 3) == 30
 
 
-def test_subpixel_transposed_conv_equals_dilated_form():
-  x = jax.random.normal(jax.random.PRNGKey(1), (2, 5, 7, 6))
+def _relative_error(a: jax.Array, b: jax.Array) -> float:
+  return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 6), (1, 1, 1, 16), (2, 2, 2, 16), (1, 8, 8, 3)])
+@pytest.mark.parametrize("method", ["auto", "matmul", "subpixel"])
+def test_transposed_conv_forms_equal_the_dilated_one_with_gradients(shape, method):
+  """Every form, and its custom gradient, equals lax.conv_transpose differentiated by JAX."""
+  x = jax.random.normal(jax.random.PRNGKey(1), shape)
   variables = models.ConvTranspose4x4(8).init(jax.random.PRNGKey(0), x)
-  subpixel = models.ConvTranspose4x4(8, method="subpixel").apply(variables, x)
-  dilated = models.ConvTranspose4x4(8, method="dilated").apply(variables, x)
-  assert subpixel.shape == (2, 10, 14, 8)
-  np.testing.assert_allclose(subpixel, dilated, atol=1e-5)
+  apply = lambda m: lambda v, x: models.ConvTranspose4x4(8, method=m).apply(v, x)
+  expected, expected_vjp = jax.vjp(apply("dilated"), variables, x)
+  out, vjp = jax.vjp(apply(method), variables, x)
+  assert out.shape == (shape[0], 2 * shape[1], 2 * shape[2], 8)
+  assert _relative_error(out, expected) < 1e-5
+  cotangent = jax.random.normal(jax.random.PRNGKey(2), out.shape)
+  for ours, theirs in zip(jax.tree.leaves(vjp(cotangent)), jax.tree.leaves(expected_vjp(cotangent))):
+    assert _relative_error(ours, theirs) < 1e-5
+
+
+@pytest.mark.parametrize("shape, features, size, stride", [
+    ((2, 8, 8, 6), 8, 4, 2),     # convolution; input gradient by conv_transpose4x4
+    ((2, 2, 2, 16), 32, 4, 2),   # few output pixels: product of patches, transposed product back
+    ((1, 4, 4, 8), 64, 4, 2),
+    ((2, 7, 7, 4), 8, 4, 1),     # stride 1: XLA's input gradient, per-tap kernel gradient
+    ((2, 9, 9, 12), 3, 3, 1),    # few output channels: shifted output gradients
+    ((2, 7, 7, 16), 1, 4, 1)])
+def test_conv_equals_lax_conv_with_gradients(shape, features, size, stride):
+  x = jax.random.normal(jax.random.PRNGKey(1), shape)
+  kernel = jax.random.normal(jax.random.PRNGKey(2), (size, size, shape[-1], features))
+  padding = ((1, 1), (1, 1))
+  expected, expected_vjp = jax.vjp(lambda x, k: jax.lax.conv_general_dilated(
+      x, k, (stride, stride), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")), x, kernel)
+  out, vjp = jax.vjp(lambda x, k: models.conv(x, k, stride, padding), x, kernel)
+  assert _relative_error(out, expected) < 1e-5
+  cotangent = jax.random.normal(jax.random.PRNGKey(3), out.shape)
+  for ours, theirs in zip(vjp(cotangent), expected_vjp(cotangent)):
+    assert _relative_error(ours, theirs) < 1e-5
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_generator_forms_agree_in_eval_mode(batch):
+  """The default (auto) generator equals the all-dilated one: same parameters, outputs within 1e-5."""
+  sar = jax.random.uniform(jax.random.PRNGKey(1), (batch, 64, 64, 3), minval=-1, maxval=1)
+  generator = models.UNetGenerator(levels=6)
+  variables = generator.init(jax.random.PRNGKey(0), sar, train=False)
+  shift = lambda v: v + jax.random.uniform(jax.random.PRNGKey(2), v.shape, minval=0.1, maxval=0.5)
+  variables = {**variables, "batch_stats": jax.tree.map(shift, variables["batch_stats"])}
+  expected = generator.clone(transpose_method="dilated").apply(variables, sar, train=False)
+  np.testing.assert_allclose(jax.jit(lambda v, x: generator.apply(v, x, train=False))(variables, sar), expected,
+                             atol=1e-5)
 
 
 def test_initialisation_follows_the_original():
@@ -161,8 +205,8 @@ def test_training_step_equals_pytorch(torch_reference):
   assert np.mean(difference > 1e-5) < 1e-3
 
 
-def test_subpixel_and_dilated_generators_train_alike():
-  """A whole training step with either form of the transposed convolution gives the same state."""
+def test_default_and_dilated_generators_train_alike():
+  """A training step with the default forms (custom gradients) or the dilated one gives the same state."""
   config = pix2pix.get_config()
   config.model.levels = 3
   model = training.make_pix2pix(config, PixelSpec())
