@@ -103,9 +103,9 @@ class Checkpoints:
       raise
     except Exception as error:  # Orbax and TensorStore raise ValueError, OSError, KeyError, ... for damaged files
       reason = " ".join(str(error).split("[tensorstore_spec")[0].split())[:300]
-      raise CheckpointError(f"the checkpoint {self.directory / str(step)} cannot be read, it is damaged or "
-                            f"incomplete ({type(error).__name__}: {reason}); delete that folder to use the one "
-                            f"before it (steps: {self.all_steps()})") from error
+      raise CheckpointError(f"the checkpoint {self.directory / str(step)} cannot be read: it is damaged, "
+                            f"incomplete or from an incompatible version ({type(error).__name__}: {reason}); delete "
+                            f"that folder to use the one before it (steps: {self.all_steps()})") from error
 
   def resolve_step(self, step: str | int) -> int:
     """'latest', 'best' or a step number → an existing step; CheckpointError naming what exists otherwise."""
