@@ -128,13 +128,20 @@ def test_sigint_saves_the_current_step(demo_root, tmp_path):
   """Ctrl-C in-process: the step in progress ends, is saved, and the stop reports exit status 130."""
   config = tiny_config(demo_root, num_train_steps=1000, checkpoint_every_steps=1000, log_every_steps=1,
                        eval_every_steps=0)
-  timer = threading.Timer(20.0, os.kill, (os.getpid(), signal.SIGINT))  # after the compile
-  timer.start()
+  def interrupt_after_the_first_log_line():
+    deadline = time.monotonic() + 600
+    metrics = tmp_path / "metrics.jsonl"  # made before the handlers are set; written to only after
+    while not (metrics.exists() and metrics.stat().st_size) and time.monotonic() < deadline:
+      time.sleep(0.1)
+    os.kill(os.getpid(), signal.SIGINT)
+
+  interrupter = threading.Thread(target=interrupt_after_the_first_log_line)
+  interrupter.start()
   try:
     with pytest.raises(StoppedBySignal, match=r"Stopped by SIGINT after step \d+ of 1000") as stop:
       trainer.train(config, tmp_path)
   finally:
-    timer.cancel()
+    interrupter.join()
   assert stop.value.exit_status == 128 + signal.SIGINT
   step = int(re.search(r"after step (\d+)", str(stop.value)).group(1))
   assert checkpoint.Checkpoints(tmp_path, create=False).all_steps() == [step]
