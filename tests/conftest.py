@@ -1,5 +1,6 @@
 """Shared test helpers: the real SEN1-2 sample beside the repository."""
 
+import hashlib
 import pathlib
 
 import numpy as np
@@ -82,3 +83,25 @@ def tiny_workdir(demo_root, tmp_path_factory) -> pathlib.Path:
   trainer.train(tiny_config(demo_root, num_train_steps=2, checkpoint_every_steps=1, log_every_steps=1,
                             sample_every_steps=2), workdir)
   return workdir
+
+
+def saved_state(workdir: pathlib.Path):
+  """The latest saved TrainState of `workdir` on the host, restored with the config saved beside it."""
+  import jax  # pylint: disable=g-import-not-at-top (keeps collection light)
+  from sar2optical import checkpoint, training  # pylint: disable=g-import-not-at-top
+  from sar2optical.pixels import PixelSpec  # pylint: disable=g-import-not-at-top
+  checkpoints = checkpoint.Checkpoints(workdir, create=False)
+  try:
+    step = checkpoints.latest_step()
+    config = checkpoint.config_from_metadata(checkpoints.metadata(step))
+    model = training.make_pix2pix(config, PixelSpec())
+    abstract = training.abstract_state(model, training.make_mesh(), config.image_size, config.model.in_channels)
+    return jax.device_get(checkpoints.restore(step, abstract))
+  finally:
+    checkpoints.close()
+
+
+def file_digests(folder: pathlib.Path) -> dict[str, str]:
+  """{path relative to `folder`: SHA-256} of every file below it: equal digests, nothing changed or went."""
+  return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+          for path in sorted(folder.rglob("*")) if path.is_file()}

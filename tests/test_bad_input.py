@@ -6,7 +6,6 @@ Cases run in-process through the functions the entry scripts call (a Sar2Optical
 """
 
 import dataclasses
-import hashlib
 import json
 import os
 import pathlib
@@ -17,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from conftest import REPO, tiny_config
+from conftest import REPO, file_digests, tiny_config
 from PIL import Image
 
 from sar2optical import evaluation, prediction, trainer
@@ -150,20 +149,16 @@ CASES = [
 ]
 
 
-def snapshot(folder: pathlib.Path) -> dict[str, str]:
-  return {str(path): hashlib.sha256(path.read_bytes()).hexdigest() for path in folder.rglob("*") if path.is_file()}
-
-
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_bad_input_is_named_in_one_line_and_nothing_is_lost(case, tmp_path, tiny_workdir, demo_root):
   ctx = {"workdir": tiny_workdir, "sar": next((demo_root / "agri" / "s1").iterdir())}
   call = case.setup(tmp_path, ctx)
-  before = snapshot(tmp_path)
+  before = file_digests(tmp_path)
   with pytest.raises(Sar2OpticalError) as error:
     call()
   message = str(error.value)
   assert case.names(tmp_path) in message and "\n" not in message, message
-  after = snapshot(tmp_path)
+  after = file_digests(tmp_path)
   assert {path: after.get(path) for path in before} == before  # new files may appear; none changed or went
 
 

@@ -10,10 +10,9 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, saved_state
 
-from sar2optical import checkpoint, training
-from sar2optical.pixels import PixelSpec
+from sar2optical import training
 
 STEPS = 4
 
@@ -53,18 +52,6 @@ def train(workdir: pathlib.Path, root: pathlib.Path, processes: int) -> list[str
   return logs
 
 
-def final_state(workdir: pathlib.Path) -> training.TrainState:
-  checkpoints = checkpoint.Checkpoints(workdir, create=False)
-  try:
-    step = checkpoints.latest_step()
-    config = checkpoint.config_from_metadata(checkpoints.metadata(step))
-    model = training.make_pix2pix(config, PixelSpec())
-    abstract = training.abstract_state(model, training.make_mesh(), config.image_size, config.model.in_channels)
-    return jax.device_get(checkpoints.restore(step, abstract))
-  finally:
-    checkpoints.close()
-
-
 def max_abs_difference(a: training.TrainState, b: training.TrainState) -> float:
   return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)), initial=0.0))
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
@@ -82,7 +69,7 @@ def runs(demo_root, tmp_path_factory) -> dict[int, pathlib.Path]:
 def test_two_processes_train_like_one(runs):
   data_positions = sorted(path.name for path in (runs[2] / "checkpoints" / str(STEPS) / "data").glob("*.json"))
   assert data_positions == ["process_0-of-2.json", "process_1-of-2.json"]  # one per process
-  two, one = final_state(runs[2]), final_state(runs[1])
+  two, one = saved_state(runs[2]), saved_state(runs[1])
   assert int(two.step) == int(one.step) == STEPS
   assert max_abs_difference(two, one) <= 1e-5
 
@@ -96,4 +83,4 @@ def test_a_checkpoint_resumes_on_another_process_count(runs, demo_root, tmp_path
   logs = train(workdir, demo_root, resumed_by)
   assert all("Resuming from the checkpoint at step 2" in log for log in logs)
   assert all("the data order restarts at global step 2" in log for log in logs)
-  assert max_abs_difference(final_state(workdir), final_state(runs[resumed_by])) <= 1e-5
+  assert max_abs_difference(saved_state(workdir), saved_state(runs[resumed_by])) <= 1e-5

@@ -1,6 +1,5 @@
 """A run is never lost: SIGKILL at two points, SIGTERM and SIGINT, NaN losses, config changes on resume."""
 
-import hashlib
 import os
 import pathlib
 import re
@@ -14,11 +13,10 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import REPO, tiny_config
+from conftest import REPO, file_digests, saved_state, tiny_config
 
-from sar2optical import checkpoint, training, trainer
+from sar2optical import checkpoint, trainer
 from sar2optical.errors import ConfigError, StoppedBySignal, TrainingDiverged
-from sar2optical.pixels import PixelSpec
 
 STEPS = 8
 
@@ -49,22 +47,6 @@ def read_until(process: subprocess.Popen, pattern: str) -> str:
 def finish(process: subprocess.Popen) -> tuple[int, str]:
   _, rest = process.communicate(timeout=600)
   return process.returncode, rest
-
-
-def state_at(workdir: pathlib.Path, step: int | None = None) -> training.TrainState:
-  """The saved state at `step` (default: the latest) of a tiny-model workdir, on the host."""
-  config = tiny_config("x")
-  abstract = training.abstract_state(training.make_pix2pix(config, PixelSpec()), training.make_mesh(), 32, 1)
-  checkpoints = checkpoint.Checkpoints(workdir, create=False)
-  try:
-    return jax.device_get(checkpoints.restore(step or checkpoints.latest_step(), abstract))
-  finally:
-    checkpoints.close()
-
-
-def digest(folder: pathlib.Path) -> dict[str, str]:
-  return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-          for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +82,7 @@ def test_sigkill_inside_a_save_and_between_saves_then_resume_is_bitwise_identica
   assert status == 0, log[-3000:]
   assert re.search(r"Resuming from the checkpoint at step [46]\b", log), log[-3000:]
   assert not [path for path in (workdir / "checkpoints").iterdir() if "tmp" in path.name]
-  straight, resumed = state_at(straight_run), state_at(workdir)
+  straight, resumed = saved_state(straight_run), saved_state(workdir)
   assert int(straight.step) == int(resumed.step) == STEPS
   jax.tree.map(np.testing.assert_array_equal, straight, resumed)  # params, BatchNorm stats, Adam, RNG
 
@@ -121,7 +103,7 @@ def test_sigterm_saves_the_current_step_and_exits_then_resume_is_bitwise_identic
 
   status, log = finish(start(command(workdir, demo_root)))
   assert status == 0 and f"Resuming from the checkpoint at step {step}" in log, log[-3000:]
-  jax.tree.map(np.testing.assert_array_equal, state_at(straight_run), state_at(workdir))
+  jax.tree.map(np.testing.assert_array_equal, saved_state(straight_run), saved_state(workdir))
 
 
 def test_sigint_saves_the_current_step(demo_root, tmp_path):
@@ -152,14 +134,14 @@ def test_nan_stops_naming_the_first_bad_step_and_keeps_the_last_good_checkpoint(
   """A diverging learning rate; the check runs only at log and checkpoint boundaries (every 4 steps)."""
   good = tiny_config(demo_root, num_train_steps=4, checkpoint_every_steps=4, log_every_steps=4, eval_every_steps=0)
   trainer.train(good, tmp_path)
-  before = digest(tmp_path / "checkpoints")
+  before = file_digests(tmp_path / "checkpoints")
   diverging = tiny_config(demo_root, num_train_steps=12, checkpoint_every_steps=4, log_every_steps=4,
                           eval_every_steps=0, **{"optimizer.learning_rate": 1e30})
   with pytest.raises(TrainingDiverged, match=r"NaN or Inf at step (\d+); .*last good checkpoint, step 4") as error:
     trainer.train(diverging, tmp_path)
   bad_step = int(re.search(r"at step (\d+)", str(error.value)).group(1))
   assert 5 <= bad_step <= 8
-  assert digest(tmp_path / "checkpoints") == before  # nothing saved, the good checkpoint untouched
+  assert file_digests(tmp_path / "checkpoints") == before  # nothing saved, the good checkpoint untouched
   # Checked at every step, the run stops at that very step: the first bad one.
   every_step = tiny_config(demo_root, num_train_steps=12, checkpoint_every_steps=1, log_every_steps=1,
                            eval_every_steps=0, **{"optimizer.learning_rate": 1e30})
@@ -175,11 +157,11 @@ def test_nan_stops_naming_the_first_bad_step_and_keeps_the_last_good_checkpoint(
 def test_resuming_with_other_networks_names_the_fields(tiny_workdir, tmp_path, demo_root, overrides, fields):
   workdir = tmp_path / "run"
   shutil.copytree(tiny_workdir, workdir)
-  before = digest(workdir)
+  before = file_digests(workdir)
   with pytest.raises(ConfigError, match="the networks of the checkpoint at step 2") as error:
     trainer.train(tiny_config(demo_root, num_train_steps=3, **overrides), workdir)
   assert all(field in str(error.value) for field in fields), error.value
-  assert digest(workdir) == before
+  assert file_digests(workdir) == before
 
 
 def test_compatible_changes_resume_and_are_logged(tiny_workdir, tmp_path, demo_root, caplog):

@@ -8,9 +8,9 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import REPO, SEN12_ROOT, requires_sen12, tiny_config
+from conftest import REPO, SEN12_ROOT, requires_sen12, saved_state, tiny_config
 
-from sar2optical import checkpoint, configuration, training, trainer
+from sar2optical import configuration, training, trainer
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data.images import load_pair
 from sar2optical.errors import ConfigError
@@ -88,16 +88,6 @@ def test_eight_devices_match_one():
   assert adam["max_abs_params"] <= 2 * 2e-4 * 1.01
 
 
-def final_state(workdir, config):
-  model = training.make_pix2pix(config, PixelSpec())
-  abstract = training.abstract_state(model, training.make_mesh(), config.image_size, 1)
-  checkpoints = checkpoint.Checkpoints(workdir, create=False)
-  state = checkpoints.restore(checkpoints.latest_step(), abstract)
-  checkpoints.close()
-  return jax.device_get(state)
-
-
-
 def test_resume_is_bitwise_identical(demo_root, tmp_path):
   """N steps straight == N/2 steps, a restart in the same workdir, then N/2 more."""
   config = tiny_config(demo_root, num_train_steps=6, checkpoint_every_steps=3, log_every_steps=2,
@@ -106,7 +96,7 @@ def test_resume_is_bitwise_identical(demo_root, tmp_path):
   trainer.train(tiny_config(demo_root, num_train_steps=3, checkpoint_every_steps=3, log_every_steps=2,
                             sample_every_steps=6), tmp_path / "resumed")
   trainer.train(config, tmp_path / "resumed")
-  straight, resumed = final_state(tmp_path / "straight", config), final_state(tmp_path / "resumed", config)
+  straight, resumed = saved_state(tmp_path / "straight"), saved_state(tmp_path / "resumed")
   assert int(straight.step) == int(resumed.step) == 6
   jax.tree.map(np.testing.assert_array_equal, straight, resumed)
   assert (tmp_path / "resumed" / "split.json").read_text() == (tmp_path / "straight" / "split.json").read_text()
