@@ -1,38 +1,10 @@
-r"""Trains Pix2Pix; resumes by itself from the latest checkpoint in --workdir.
+"""Trains Pix2Pix; resumes by itself from the latest checkpoint in --workdir.
 
-  python train.py --config=configs/pix2pix.py --workdir=runs/pix2pix --config.data.root=/path/to/v_2
+The program is sar2optical/commands/train.py (console script sar2optical-train); --help shows its usage."""
 
-Several processes (one per host, or per GPU): --distributed on a Cloud TPU slice or under SLURM
-(JAX finds its peers), else --coordinator_address=HOST:PORT --num_processes=N --process_id=I on
-each; see the README.
-"""
+from sar2optical.commands import train
 
-import jax
-from absl import flags
-from ml_collections import config_flags
-
-from sar2optical import cli, trainer
-from sar2optical.errors import ConfigError
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py).", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
-_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Join a multi-process run: jax.distributed.initialize() with "
-                                 "what JAX detects (Cloud TPU slices, SLURM, Open MPI); implied by --coordinator_address.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0 of a multi-process run.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes of a multi-process run.", lower_bound=1)
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in [0, --num_processes).", lower_bound=0)
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv: list[str]) -> None:
-  del argv
-  if _DISTRIBUTED.value or _COORDINATOR.value:
-    try:
-      jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    except (RuntimeError, ValueError) as error:
-      raise ConfigError(f"--distributed/--coordinator_address: cannot join the multi-process run: {error}") from None
-  trainer.train(_CONFIG.value, _WORKDIR.value)
-
+__doc__ = train.__doc__  # the usage that --help prints
 
 if __name__ == "__main__":
-  cli.run(main)
+  train.run()

@@ -24,7 +24,11 @@ import numpy as np
 import optax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from sar2optical import models, training  # noqa: E402
+from sar2optical import models  # noqa: E402
+from sar2optical.training.mesh import global_batch, make_mesh  # noqa: E402
+from sar2optical.training.recipe import Recipe  # noqa: E402
+from sar2optical.training.state import create_state  # noqa: E402
+from sar2optical.training.step import jit_train_step  # noqa: E402
 from sar2optical.pixels import PixelSpec  # noqa: E402
 
 TRAIN_GFLOP_PER_IMAGE = 106.0
@@ -52,14 +56,14 @@ def time_steps(step, steps: int) -> tuple[float, list[float]]:
 def ours(batch: int, dtype: str, size: int, levels: int, steps: int) -> dict:
   compute = DTYPES[dtype]
   adam = optax.adam(2e-4, b1=0.5, b2=0.999)
-  model = training.Pix2Pix(models.UNetGenerator(levels=levels, dtype=compute), models.PatchDiscriminator(dtype=compute),
-                           adam, adam, 100.0, PixelSpec())
-  mesh = training.make_mesh(jax.devices()[:1])
-  holder = {"state": training.create_state(model, mesh, 0, size, 1)}
+  recipe = Recipe(models.UNetGenerator(levels=levels, dtype=compute), models.PatchDiscriminator(dtype=compute),
+                  adam, adam, 100.0, PixelSpec())
+  mesh = make_mesh(jax.devices()[:1])
+  holder = {"state": create_state(recipe, mesh, 0, size, 1)}
   rng = np.random.default_rng(0)
-  data = training.global_batch({"sar": rng.integers(0, 256, (batch, size, size, 1), dtype=np.uint8),
-                                "optical": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)}, mesh)
-  train_step = training.jit_train_step(model, mesh)
+  data = global_batch({"sar": rng.integers(0, 256, (batch, size, size, 1), dtype=np.uint8),
+                       "optical": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)}, mesh)
+  train_step = jit_train_step(recipe, mesh)
 
   def step():
     holder["state"], metrics = train_step(holder["state"], data)

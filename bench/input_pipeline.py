@@ -40,6 +40,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from sar2optical.data import build_tfds
 from sar2optical.data import pairs as pairs_lib
+from sar2optical.data import splits
 from sar2optical.data import pipeline
 from sar2optical.data import sources
 from sar2optical.data.augment import Augmentation
@@ -93,7 +94,7 @@ def main(argv: list[str]) -> None:
   augmentation = Augmentation(jitter=paper, hflip=paper)
   with tempfile.TemporaryDirectory() as data_dir:
     split_file = pathlib.Path(data_dir) / "split.json"  # Every pair in train, as in the folder rows.
-    pairs_lib.write_split(split_file, {"data": {"train": [pair.s1 for pair in pairs], "val": [], "test": []}})
+    splits.write_split(split_file, {"data": {"train": [pair.s1 for pair in pairs], "val": [], "test": []}})
     with contextlib.redirect_stdout(sys.stderr):  # TFDS reports its builds on stdout; the JSON goes there.
       for config in sources.TFDS_CONFIGS:
         build_tfds.build(root, data_dir=data_dir, config=config, split_file=str(split_file))

@@ -18,8 +18,11 @@ import jax
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from configs import pix2pix  # noqa: E402
-from sar2optical import training  # noqa: E402
+from sar2optical.configs import pix2pix  # noqa: E402
+from sar2optical.training.mesh import global_batch, make_mesh  # noqa: E402
+from sar2optical.training.recipe import make_recipe  # noqa: E402
+from sar2optical.training.state import create_state  # noqa: E402
+from sar2optical.training.step import jit_generate, jit_train_step  # noqa: E402
 from sar2optical.pixels import PixelSpec  # noqa: E402
 
 
@@ -36,21 +39,21 @@ def main() -> None:
 
   config = pix2pix.get_config()
   config.model.levels = args.levels
-  model = training.make_pix2pix(config, PixelSpec())
-  mesh = training.make_mesh(jax.devices()[:1])
-  holder = {"state": training.create_state(model, mesh, 0, args.size, args.in_channels)}
+  recipe = make_recipe(config, PixelSpec())
+  mesh = make_mesh(jax.devices()[:1])
+  holder = {"state": create_state(recipe, mesh, 0, args.size, args.in_channels)}
   rng = np.random.default_rng(0)
-  batch = training.global_batch({
+  batch = global_batch({
       "sar": rng.integers(0, 256, (args.batch, args.size, args.size, args.in_channels), dtype=np.uint8),
       "optical": rng.integers(0, 256, (args.batch, args.size, args.size, 3), dtype=np.uint8)}, mesh)
   if args.mode == "train":
-    train_step = training.jit_train_step(model, mesh)
+    train_step = jit_train_step(recipe, mesh)
 
     def call():
       holder["state"], metrics = train_step(holder["state"], batch)
       jax.block_until_ready(metrics)
   else:
-    generate = training.jit_generate(model)
+    generate = jit_generate(recipe)
 
     def call():
       jax.block_until_ready(generate(holder["state"].g_params, holder["state"].g_stats, batch["sar"]))

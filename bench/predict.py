@@ -11,7 +11,7 @@ when it ends:
   memory are timed after one warm-up batch. The PyTorch reference is imported from
   --torch_reference and skipped, saying so, when it or torch is missing.
 - `scene`: predict.py itself on a synthetic float32 σ⁰ GeoTIFF of --scene_size² (linear units,
-  zero-filled border, EPSG:32633), with a fresh, untrained generator (`training.create_state`)
+  zero-filled border, EPSG:32633), with a fresh, untrained generator (`create_state`)
   written as a real workdir checkpoint. The scene is written in bands of rows, so the benchmark
   never holds it either.
 """
@@ -36,8 +36,11 @@ from absl import flags  # noqa: E402
 from rasterio.transform import from_origin  # noqa: E402
 from rasterio.windows import Window  # noqa: E402
 
-from sar2optical import checkpoint, cli, configuration, training  # noqa: E402
-from sar2optical.inference import TrainedGenerator  # noqa: E402
+from sar2optical import checkpoint, cli, configuration  # noqa: E402
+from sar2optical.trained_generator import TrainedGenerator  # noqa: E402
+from sar2optical.training.mesh import make_mesh  # noqa: E402
+from sar2optical.training.recipe import make_recipe  # noqa: E402
+from sar2optical.training.state import create_state, init_state  # noqa: E402
 from sar2optical.pixels import PixelSpec  # noqa: E402
 from sar2optical.tiling import TileGrid  # noqa: E402
 
@@ -81,14 +84,14 @@ def _fresh_config(in_channels: int):
 
 def _ours(tiles: np.ndarray) -> dict:
   config = _fresh_config(tiles.shape[-1])
-  model = training.make_pix2pix(config, PixelSpec())
+  recipe = make_recipe(config, PixelSpec())
 
   def generator_variables(key: jax.Array):
-    state = training.init_state(model, key, TILE, tiles.shape[-1])
+    state = init_state(recipe, key, TILE, tiles.shape[-1])
     return state.g_params, state.g_stats  # under jit, D and the optimizer moments are never built
 
   g_params, g_stats = jax.jit(generator_variables)(jax.random.PRNGKey(0))
-  generator = TrainedGenerator(config, PixelSpec(), 0, model, g_params, g_stats)
+  generator = TrainedGenerator(config, PixelSpec(), 0, recipe, g_params, g_stats)
   result = _time_batches(tiles, lambda batch: np.asarray(generator(batch)))
   return {"framework": "jax", "version": jax.__version__, "device": str(jax.devices()[0]), **result}
 
@@ -160,9 +163,9 @@ def _write_scene(path: pathlib.Path, size: int) -> None:
 def _write_workdir(workdir: pathlib.Path, in_channels: int) -> None:
   """A real checkpoint (step 0) of a freshly initialised, untrained model."""
   config = _fresh_config(in_channels)
-  model = training.make_pix2pix(config, PixelSpec())
-  mesh = training.make_mesh(jax.local_devices(backend="cpu")[:1])  # leaves an accelerator to predict.py
-  state = training.create_state(model, mesh, 0, TILE, in_channels)
+  recipe = make_recipe(config, PixelSpec())
+  mesh = make_mesh(jax.local_devices(backend="cpu")[:1])  # leaves an accelerator to predict.py
+  state = create_state(recipe, mesh, 0, TILE, in_channels)
   checkpoints = checkpoint.Checkpoints(workdir)
   data_iterator = iter(grain.MapDataset.range(1).to_iter_dataset())
   checkpoints.save(0, state, data_iterator, checkpoint.make_metadata(config, PixelSpec(), 0))
@@ -186,7 +189,7 @@ def _scene_case(scratch: pathlib.Path, size: int) -> dict:
           "grid_tiles": tiles, "seconds": round(elapsed, 1),  # start-up, restore and compilation included
           "grid_tiles_per_second": round(tiles / elapsed, 3),
           "peak_rss_mb": peak_rss_mb, "summary": stdout.strip(),
-          "generator": "untrained, fresh training.create_state, saved as a real checkpoint (step 0)"}
+          "generator": "untrained, fresh create_state, saved as a real checkpoint (step 0)"}
 
 
 def _report(scratch: pathlib.Path) -> dict:

@@ -1,28 +1,9 @@
-r"""A short CPU run at 64² with a 6-level U-Net: the README's quickstart, a few minutes on 2 cores.
+r"""A short CPU run at 64² with a 6-level U-Net on the synthetic demo set in ./demo_data.
 
   python -m sar2optical.data.demo --output=demo_data
   python train.py --config=configs/quickstart.py --workdir=runs/quickstart
 
-Defaults to the synthetic demo set (scores on it mean nothing); point it at real SEN1-2 with
-`--config.data.root=/path/to/v_2`.
+The config is packaged as sar2optical/configs/quickstart.py (`sar2optical-train --config=quickstart`).
 """
 
-import ml_collections
-
-from configs import pix2pix
-
-
-def get_config() -> ml_collections.ConfigDict:
-  config = pix2pix.get_config()
-  config.image_size = 64
-  config.batch_size = 8
-  config.num_train_steps = 200
-  config.data.root = "demo_data"
-  config.data.workers = 0  # 64² pairs decode faster than worker processes start
-  config.model.levels = 6
-  config.log_every_steps = 25
-  config.checkpoint_every_steps = 100
-  config.sample_every_steps = 100
-  config.eval_every_steps = 100
-  config.keep_checkpoints = 2
-  return config
+from sar2optical.configs.quickstart import get_config  # noqa: F401  (what config_flags calls)

@@ -17,15 +17,16 @@ whoever receives the artifact gets what runs it without installing sar2optical o
 
 import json
 import pathlib
+import runpy
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-from absl import flags, logging
+from absl import logging
 
-from sar2optical import cli, training
 from sar2optical.errors import ConfigError
-from sar2optical.inference import TrainedGenerator, load_generator
+from sar2optical.trained_generator import TrainedGenerator, load_generator
+from sar2optical.training.step import generate
 
 LOADER_NAME = "load_exported.py"
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
@@ -94,7 +95,7 @@ if __name__ == "__main__":
 def translate_fn(generator: TrainedGenerator):
   """uint8 SAR → uint8 RGB, on the device: the function that is exported."""
   def translate(sar: jax.Array) -> jax.Array:
-    values = training.generate(generator.model, generator.g_params, generator.g_stats, sar)
+    values = generate(generator.recipe, generator.g_params, generator.g_stats, sar)
     return jnp.round(generator.pixels.to_unit(values) * 255.0).astype(jnp.uint8)
   return translate
 
@@ -138,22 +139,5 @@ def export_workdir(workdir: str | pathlib.Path, output: str | pathlib.Path, step
   return output
 
 
-def _define_flags() -> None:
-  flags.DEFINE_string("workdir", None, "Workdir holding checkpoints/ (trained or converted).", required=True)
-  flags.DEFINE_string("output", None, "The artifact to write; F.json and load_exported.py go beside it.",
-                      required=True)
-  flags.DEFINE_string("step", "latest", "Checkpoint step to export, or latest.")
-  flags.DEFINE_list("platforms", list(DEFAULT_PLATFORMS),
-                    f"Platforms the artifact runs on: some of {', '.join(PLATFORMS)}.")
-
-
-def main(argv: list[str]) -> None:
-  del argv
-  values = flags.FLAGS
-  output = export_workdir(values.workdir, values.output, values.step, tuple(values.platforms))
-  print(f"exported -> {output} (+ {output.name}.json, {LOADER_NAME})")
-
-
-if __name__ == "__main__":  # flags are defined here only, so that importing this module defines none
-  _define_flags()
-  cli.run(main)
+if __name__ == "__main__":  # the command lives in sar2optical.commands.export
+  runpy.run_module("sar2optical.commands.export", run_name="__main__", alter_sys=True)

@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from configs import quickstart
+from sar2optical.configs import quickstart
 from sar2optical.data import demo
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -78,9 +78,9 @@ def nhwc(tensor) -> np.ndarray:
 @pytest.fixture(scope="session")
 def tiny_workdir(demo_root, tmp_path_factory) -> pathlib.Path:
   """A real workdir: a 3-level U-Net at 32² trained for 2 steps on the demo set, checkpoints at 1 and 2."""
-  from sar2optical import trainer  # pylint: disable=g-import-not-at-top (keeps collection light)
+  from sar2optical.training import loop  # pylint: disable=g-import-not-at-top (keeps collection light)
   workdir = tmp_path_factory.mktemp("run")
-  trainer.train(tiny_config(demo_root, num_train_steps=2, checkpoint_every_steps=1, log_every_steps=1,
+  loop.train(tiny_config(demo_root, num_train_steps=2, checkpoint_every_steps=1, log_every_steps=1,
                             sample_every_steps=2), workdir)
   return workdir
 
@@ -88,14 +88,17 @@ def tiny_workdir(demo_root, tmp_path_factory) -> pathlib.Path:
 def saved_state(workdir: pathlib.Path):
   """The latest saved TrainState of `workdir` on the host, restored with the config saved beside it."""
   import jax  # pylint: disable=g-import-not-at-top (keeps collection light)
-  from sar2optical import checkpoint, training  # pylint: disable=g-import-not-at-top
+  from sar2optical import checkpoint  # pylint: disable=g-import-not-at-top
+  from sar2optical.training.mesh import make_mesh  # pylint: disable=g-import-not-at-top
+  from sar2optical.training.recipe import make_recipe  # pylint: disable=g-import-not-at-top
+  from sar2optical.training.state import abstract_state  # pylint: disable=g-import-not-at-top
   from sar2optical.pixels import PixelSpec  # pylint: disable=g-import-not-at-top
   checkpoints = checkpoint.Checkpoints(workdir, create=False)
   try:
     step = checkpoints.latest_step()
     config = checkpoint.config_from_metadata(checkpoints.metadata(step))
-    model = training.make_pix2pix(config, PixelSpec())
-    abstract = training.abstract_state(model, training.make_mesh(), config.image_size, config.model.in_channels)
+    model = make_recipe(config, PixelSpec())
+    abstract = abstract_state(model, make_mesh(), config.image_size, config.model.in_channels)
     return jax.device_get(checkpoints.restore(step, abstract))
   finally:
     checkpoints.close()

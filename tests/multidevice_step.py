@@ -13,27 +13,30 @@ import jax
 import numpy as np
 import optax
 
-from configs import pix2pix
-from sar2optical import training
+from sar2optical.configs import pix2pix
 from sar2optical.pixels import PixelSpec
+from sar2optical.training import mesh as mesh_lib
+from sar2optical.training import recipe as recipe_lib
+from sar2optical.training import state as state_lib
+from sar2optical.training import step as step_lib
 
 
 def differences(a, b) -> np.ndarray:
   return np.concatenate([np.ravel(np.abs(x - y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))])
 
 
-def compare(model: training.Pix2Pix, steps: int) -> dict[str, float]:
+def compare(model: recipe_lib.Recipe, steps: int) -> dict[str, float]:
   rng = np.random.default_rng(0)
   batches = [{"sar": rng.integers(0, 256, (8, 32, 32, 1), dtype=np.uint8),
               "optical": rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)} for _ in range(steps)]
   finals = []
   for devices in (jax.devices()[:1], jax.devices()):
-    mesh = training.make_mesh(devices)
-    state = training.create_state(model, mesh, 0, 32, 1)
-    step = training.jit_train_step(model, mesh)
+    mesh = mesh_lib.make_mesh(devices)
+    state = state_lib.create_state(model, mesh, 0, 32, 1)
+    step = step_lib.jit_train_step(model, mesh)
     losses = []
     for batch in batches:
-      state, metrics = step(state, training.global_batch(batch, mesh))
+      state, metrics = step(state, mesh_lib.global_batch(batch, mesh))
       losses.append(metrics)
     finals.append(jax.device_get((state, losses)))
   (one, one_losses), (many, many_losses) = finals
@@ -51,7 +54,7 @@ def compare(model: training.Pix2Pix, steps: int) -> dict[str, float]:
 def main() -> None:
   config = pix2pix.get_config()
   config.model.levels = 3
-  adam = training.make_pix2pix(config, PixelSpec())
+  adam = recipe_lib.make_recipe(config, PixelSpec())
   sgd = dataclasses.replace(adam, g_optimizer=optax.sgd(1e-4), d_optimizer=optax.sgd(1e-4))
   print(json.dumps({"devices": len(jax.devices()), "adam": compare(adam, 1), "sgd": compare(sgd, 3)}))
 

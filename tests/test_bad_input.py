@@ -19,8 +19,9 @@ import pytest
 from conftest import REPO, file_digests, tiny_config
 from PIL import Image
 
-from sar2optical import evaluation, prediction, trainer
+from sar2optical import evaluation, translation
 from sar2optical.errors import Sar2OpticalError
+from sar2optical.training import loop
 
 SAR, OPTICAL = "agri/s1/ROIs1970_fall_s1_13_p{}.png", "agri/s2/ROIs1970_fall_s2_13_p{}.png"
 
@@ -52,7 +53,7 @@ class Case:
 def train_on(root: pathlib.Path, workdir: pathlib.Path, **overrides) -> Callable[[], object]:
   config = tiny_config(root, num_train_steps=1, eval_every_steps=0, **{"data.split_file": str(root / "split.json"),
                                                                        **overrides})
-  return lambda: trainer.train(config, workdir)
+  return lambda: loop.train(config, workdir)
 
 
 def broken_data(mutate: Callable[[pathlib.Path], None]) -> Callable[[pathlib.Path, dict], Callable[[], object]]:
@@ -77,7 +78,7 @@ def corrupt_checkpoint(tmp: pathlib.Path, ctx: dict) -> pathlib.Path:
 
 
 def predict(workdir: pathlib.Path, inputs: str, output: pathlib.Path) -> Callable[[], object]:
-  return lambda: prediction.predict(workdir, "latest", "eval", inputs, output)
+  return lambda: translation.predict(workdir, "latest", "eval", inputs, output)
 
 
 def a_file(tmp: pathlib.Path) -> pathlib.Path:

@@ -14,10 +14,16 @@ import numpy as np
 import pytest
 from conftest import REPO, nhwc, randomise_running_stats, tiny_config
 
-from sar2optical import checkpoint, convert, evaluation, torch_pickle, trainer, training
+from sar2optical import checkpoint, evaluation
 from sar2optical.errors import CheckpointError, ConfigError
-from sar2optical.inference import load_generator
+from sar2optical.trained_generator import load_generator
 from sar2optical.pixels import PixelSpec
+from sar2optical.pytorch import convert
+from sar2optical.pytorch import pth_files
+from sar2optical.training import mesh as mesh_lib
+from sar2optical.training import recipe as recipe_lib
+from sar2optical.training import state as state_lib
+from sar2optical.training import loop
 
 
 def save_reference(torch_reference, directory: pathlib.Path, levels: int, in_channels: int, upsampling: str):
@@ -49,9 +55,9 @@ def save_reference(torch_reference, directory: pathlib.Path, levels: int, in_cha
   return gen, disc
 
 
-def latest_state(workdir: pathlib.Path, config) -> training.TrainState:
-  model = training.make_pix2pix(config, PixelSpec())
-  abstract = training.abstract_state(model, training.make_mesh(), config.image_size, config.model.in_channels)
+def latest_state(workdir: pathlib.Path, config) -> state_lib.TrainState:
+  model = recipe_lib.make_recipe(config, PixelSpec())
+  abstract = state_lib.abstract_state(model, mesh_lib.make_mesh(), config.image_size, config.model.in_channels)
   checkpoints = checkpoint.Checkpoints(workdir, create=False)
   state = checkpoints.restore(checkpoints.latest_step(), abstract)
   checkpoints.close()
@@ -71,7 +77,7 @@ def max_differences(workdir: pathlib.Path, gen, disc) -> tuple[float, float]:
     expected_fake = nhwc(gen(to_torch(sar)))
     expected_logits = nhwc(disc(torch.cat([to_torch(sar), to_torch(optical)], 1)))
   state = latest_state(workdir, generator.config)
-  logits = generator.model.discriminator.apply({"params": state.d_params, "batch_stats": state.d_stats},
+  logits = generator.recipe.discriminator.apply({"params": state.d_params, "batch_stats": state.d_stats},
                                                PixelSpec().to_model(sar), PixelSpec().to_model(optical), train=False)
   return float(np.abs(np.asarray(generator(sar)) - expected_fake).max()), float(np.abs(logits - expected_logits).max())
 
@@ -160,7 +166,7 @@ def test_pickled_code_is_refused_and_never_run(tmp_path, function, global_name):
   payload = pickle.dumps({"head.0.bias": _Exploit(function, command)}, protocol=2)
   write_pth(tmp_path / "hostile.pth", payload)
   with pytest.raises(CheckpointError, match=f"refused to load global {global_name}"):
-    torch_pickle.load_state_dict(tmp_path / "hostile.pth")
+    pth_files.load_state_dict(tmp_path / "hostile.pth")
   with pytest.raises(CheckpointError, match="refused"):
     convert.convert(tmp_path / "hostile.pth", tmp_path / "converted")
   assert not marker.exists()
@@ -180,7 +186,7 @@ def test_other_files_are_refused(tmp_path, content, fragment):
   else:
     path.write_bytes(content)
   with pytest.raises(CheckpointError, match=fragment):
-    torch_pickle.load_state_dict(path)
+    pth_files.load_state_dict(path)
 
 
 def test_reads_views_dtypes_and_parameters(tmp_path):
@@ -190,7 +196,7 @@ def test_reads_views_dtypes_and_parameters(tmp_path):
              "half": torch.randn(4).half(), "bfloat16": torch.randn(3).bfloat16(), "empty": torch.zeros(0, 3),
              "parameter": torch.nn.Parameter(torch.randn(2, 2))}
   torch.save(tensors, tmp_path / "tensors.pth")
-  loaded = torch_pickle.load_state_dict(tmp_path / "tensors.pth")
+  loaded = pth_files.load_state_dict(tmp_path / "tensors.pth")
   for name, tensor in tensors.items():
     expected = tensor.detach().float().numpy() if tensor.dtype == torch.bfloat16 else tensor.detach().numpy()
     np.testing.assert_array_equal(np.asarray(loaded[name], expected.dtype), expected, err_msg=name)
@@ -210,13 +216,13 @@ def test_reads_big_endian_storages(tmp_path):
       elif "/data/" in info.filename:
         data = np.frombuffer(data, "<f4").astype(">f4").tobytes()
       big.writestr(info, data)
-  loaded = torch_pickle.load_state_dict(tmp_path / "big.pth")
+  loaded = pth_files.load_state_dict(tmp_path / "big.pth")
   for name, tensor in tensors.items():
     np.testing.assert_array_equal(loaded[name], tensor.numpy())
 
 
 def tiny_trained(root: pathlib.Path, workdir: pathlib.Path) -> pathlib.Path:
-  trainer.train(tiny_config(root, num_train_steps=2, checkpoint_every_steps=2, log_every_steps=2,
+  loop.train(tiny_config(root, num_train_steps=2, checkpoint_every_steps=2, log_every_steps=2,
                             sample_every_steps=2), workdir)
   return workdir
 
@@ -230,7 +236,7 @@ def source(demo_root, tmp_path_factory) -> pathlib.Path:
 def test_init_from_starts_a_new_run_from_trained_networks(demo_root, source, tmp_path):
   config = tiny_config(demo_root, num_train_steps=1, init_from=str(source), log_every_steps=1,
                        **{"optimizer.learning_rate": 0.0})
-  trainer.train(config, tmp_path / "tuned")
+  loop.train(config, tmp_path / "tuned")
   before, after = latest_state(source, config), latest_state(tmp_path / "tuned", config)
   assert int(before.step) == 2 and int(after.step) == 1
   assert int(after.g_opt_state[0].count) == 1  # a fresh optimizer, not the source's
@@ -246,7 +252,7 @@ def test_init_from_starts_a_new_run_from_trained_networks(demo_root, source, tmp
 def test_init_from_names_what_does_not_fit(demo_root, source, tmp_path, overrides, fragment):
   config = tiny_config(demo_root, num_train_steps=1, **{"init_from": str(source), **overrides})
   with pytest.raises(ConfigError, match=r"config\.init_from: .*" + fragment.replace("(", r"\(")):
-    trainer.train(config, tmp_path / "other")
+    loop.train(config, tmp_path / "other")
 
 
 def test_resuming_a_checkpoint_without_data_position(demo_root, source, tmp_path, caplog):
@@ -260,7 +266,7 @@ def test_resuming_a_checkpoint_without_data_position(demo_root, source, tmp_path
   copy.wait()
   copy.close()
   caplog.set_level(logging.INFO, logger="absl")
-  trainer.train(config, tmp_path / "copy")
+  loop.train(config, tmp_path / "copy")
   assert int(latest_state(tmp_path / "copy", config).step) == 3
   assert "holds no data iterator position" in caplog.text
   assert "config.init_from applies to new runs only" in caplog.text

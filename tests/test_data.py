@@ -13,6 +13,7 @@ import pytest
 
 from sar2optical.data import images
 from sar2optical.data import pairs as pairs_lib
+from sar2optical.data import splits
 from sar2optical.data import pipeline
 from sar2optical.data import sources
 from sar2optical.errors import DataError
@@ -119,18 +120,18 @@ def test_find_pairs_unpaired_sar_names_both_files(tmp_path):
 @requires_sen12
 def test_make_split_on_real_sample_is_scene_disjoint():
   pairs = pairs_lib.find_pairs(SEN12_ROOT)
-  split = pairs_lib.make_split(pairs, seed=0)
-  assert split == pairs_lib.make_split(pairs, seed=0)
-  listed = [s1 for name in pairs_lib.SPLIT_NAMES for s1 in split["data"][name]]
+  split = splits.make_split(pairs, seed=0)
+  assert split == splits.make_split(pairs, seed=0)
+  listed = [s1 for name in splits.SPLIT_NAMES for s1 in split["data"][name]]
   assert sorted(listed) == [pair.s1 for pair in pairs]
-  scenes = {name: {pair.scene for pair in pairs_lib.select(pairs, split, name)}
-            for name in pairs_lib.SPLIT_NAMES}
-  assert [len(scenes[name]) for name in pairs_lib.SPLIT_NAMES] == [2, 1, 1]
+  scenes = {name: {pair.scene for pair in splits.select(pairs, split, name)}
+            for name in splits.SPLIT_NAMES}
+  assert [len(scenes[name]) for name in splits.SPLIT_NAMES] == [2, 1, 1]
   assert not scenes["train"] & scenes["val"]
   assert not scenes["train"] & scenes["test"]
   assert not scenes["val"] & scenes["test"]
-  counts = pairs_lib.split_counts(split, pairs)
-  assert set(counts) == set(pairs_lib.SPLIT_NAMES)
+  counts = splits.split_counts(split, pairs)
+  assert set(counts) == set(splits.SPLIT_NAMES)
   for label, total in SEN12_COUNTS.items():
     assert sum(counts[name][label] for name in counts) == total
   assert sum(counts["test"].values()) == len(split["data"]["test"])
@@ -139,15 +140,15 @@ def test_make_split_on_real_sample_is_scene_disjoint():
 @requires_sen12
 def test_make_split_seed_changes_assignment():
   pairs = pairs_lib.find_pairs(SEN12_ROOT)
-  splits = {json.dumps(pairs_lib.make_split(pairs, seed)) for seed in range(10)}
-  assert len(splits) > 1
+  made = {json.dumps(splits.make_split(pairs, seed)) for seed in range(10)}
+  assert len(made) > 1
 
 
 def test_make_split_without_scenes_splits_by_pair():
   pairs = [pairs_lib.Pair(f"s1/{i}_s1_.png", f"s2/{i}_s2_.png", "", None) for i in range(20)]
-  split = pairs_lib.make_split(pairs, seed=3)
+  split = splits.make_split(pairs, seed=3)
   assert [len(split["data"][name]) for name in ("train", "val", "test")] == [16, 2, 2]
-  listed = [s1 for name in pairs_lib.SPLIT_NAMES for s1 in split["data"][name]]
+  listed = [s1 for name in splits.SPLIT_NAMES for s1 in split["data"][name]]
   assert sorted(listed) == sorted(pair.s1 for pair in pairs)
 
 
@@ -155,21 +156,21 @@ def test_make_split_needs_three_scenes():
   pairs = [pairs_lib.Pair(f"s1/a_s1_{i}.png", f"s2/a_s2_{i}.png", "", f"scene{i % 2}")
            for i in range(10)]
   with pytest.raises(DataError, match="2 scenes"):
-    pairs_lib.make_split(pairs, seed=0)
+    splits.make_split(pairs, seed=0)
 
 
 def test_make_split_rejects_bad_fractions():
   pairs = [pairs_lib.Pair(f"s1/{i}_s1_.png", f"s2/{i}_s2_.png", "", None) for i in range(5)]
   with pytest.raises(DataError, match="fractions"):
-    pairs_lib.make_split(pairs, seed=0, fractions=(0.5, 0.5, 0.5))
+    splits.make_split(pairs, seed=0, fractions=(0.5, 0.5, 0.5))
 
 
 def test_split_round_trip(flat_root, tmp_path):
   pairs = pairs_lib.find_pairs(flat_root)
-  split = pairs_lib.make_split(pairs, seed=1)
+  split = splits.make_split(pairs, seed=1)
   path = tmp_path / "runs" / "split.json"
-  pairs_lib.write_split(path, split)
-  assert pairs_lib.read_split(path) == split
+  splits.write_split(path, split)
+  assert splits.read_split(path) == split
 
 
 @requires_sen12
@@ -182,13 +183,13 @@ def test_read_original_split_format(tmp_path):
   }}
   path = tmp_path / "split.json"
   path.write_text(json.dumps(original, indent=2))
-  split = pairs_lib.read_split(path)
+  split = splits.read_split(path)
   pairs = pairs_lib.find_pairs(SEN12_ROOT)
-  train = pairs_lib.select(pairs, split, "train")
+  train = splits.select(pairs, split, "train")
   assert [pair.s1 for pair in train] == sorted(original["data"]["train"])
   assert [pair.label for pair in train] == ["agri", "urban"]
-  assert pairs_lib.select(pairs, split, "test") == []
-  assert pairs_lib.select(pairs, split, "all") == pairs
+  assert splits.select(pairs, split, "test") == []
+  assert splits.select(pairs, split, "all") == pairs
 
 
 @pytest.mark.parametrize("content, message", [
@@ -203,7 +204,7 @@ def test_read_split_errors_name_the_file(tmp_path, content, message):
   if content is not None:
     path.write_text(content)
   with pytest.raises(DataError, match=message) as error:
-    pairs_lib.read_split(path)
+    splits.read_split(path)
   assert str(path) in str(error.value)
 
 
@@ -211,9 +212,9 @@ def test_select_errors(flat_root):
   pairs = pairs_lib.find_pairs(flat_root)
   split = {"data": {"train": [pairs[0].s1, "s1/gone_s1_.png"], "val": [], "test": []}}
   with pytest.raises(DataError, match=r"data\.train\[1\] = 's1/gone_s1_\.png'"):
-    pairs_lib.select(pairs, split, "train")
+    splits.select(pairs, split, "train")
   with pytest.raises(DataError, match="unknown split 'dev'"):
-    pairs_lib.select(pairs, split, "dev")
+    splits.select(pairs, split, "dev")
 
 
 def _kaggle_like_pairs(scenes_per_class: dict[str, list[int]]) -> list[pairs_lib.Pair]:
@@ -235,12 +236,12 @@ _KAGGLE_LIKE = {"agri": [900, 700, 650, 600, 450, 400, 300], "barrenland": [1200
 def test_scene_split_keeps_every_scene_in_one_split_and_stratifies_by_class():
   pairs = _kaggle_like_pairs(_KAGGLE_LIKE)
   assert len(pairs) == 16_000
-  split = pairs_lib.make_split(pairs, seed=0)
-  assert pairs_lib.shared_scenes(split, pairs) == []
-  counts = pairs_lib.split_counts(split, pairs)
+  split = splits.make_split(pairs, seed=0)
+  assert splits.shared_scenes(split, pairs) == []
+  counts = splits.split_counts(split, pairs)
   for label, sizes in _KAGGLE_LIKE.items():
     total = sum(sizes)
-    assert sum(counts[name][label] for name in pairs_lib.SPLIT_NAMES) == total
+    assert sum(counts[name][label] for name in splits.SPLIT_NAMES) == total
     for name, fraction in (("val", 0.1), ("test", 0.1)):
       # As close to 10 % as whole scenes allow: off by less than the class's smallest scene.
       assert abs(counts[name][label] - fraction * total) < min(sizes), (name, label, counts)
@@ -252,17 +253,17 @@ def test_scene_split_keeps_every_scene_in_one_split_and_stratifies_by_class():
 ])
 def test_patch_splits_give_exact_counts_per_class(kwargs, per_split):
   pairs = _kaggle_like_pairs({label: [1000] * 4 for label in ("agri", "barrenland", "grassland", "urban")})
-  split = pairs_lib.make_patch_split(pairs, seed=0, **kwargs)
-  assert pairs_lib.split_counts(split, pairs) == {
+  split = splits.make_patch_split(pairs, seed=0, **kwargs)
+  assert splits.split_counts(split, pairs) == {
       name: dict.fromkeys(("agri", "barrenland", "grassland", "urban"), n) for name, n in per_split.items()}
-  assert split == pairs_lib.make_patch_split(pairs, seed=0, **kwargs)
-  assert split != pairs_lib.make_patch_split(pairs, seed=1, **kwargs)
-  assert len(pairs_lib.shared_scenes(split, pairs)) == 16  # Per patch: scenes leak.
+  assert split == splits.make_patch_split(pairs, seed=0, **kwargs)
+  assert split != splits.make_patch_split(pairs, seed=1, **kwargs)
+  assert len(splits.shared_scenes(split, pairs)) == 16  # Per patch: scenes leak.
 
 
 def test_original_split_apportions_uneven_classes():
   pairs = _kaggle_like_pairs({"agri": [33], "urban": [21], "grassland": [20], "barrenland": [20]})
-  counts = pairs_lib.split_counts(pairs_lib.make_patch_split(pairs, 0, fractions=(0.8, 0.1, 0.1)), pairs)
+  counts = splits.split_counts(splits.make_patch_split(pairs, 0, fractions=(0.8, 0.1, 0.1)), pairs)
   assert sum(counts["val"].values()) == sum(counts["test"].values()) == round(0.1 * 94)
   assert counts["val"] == {"agri": 3, "barrenland": 2, "grassland": 2, "urban": 2}
 
@@ -270,7 +271,7 @@ def test_original_split_apportions_uneven_classes():
 def test_balanced_split_names_a_class_too_small():
   pairs = _kaggle_like_pairs({"agri": [600], "urban": [400]})
   with pytest.raises(DataError, match="class 'urban' has 400 pairs"):
-    pairs_lib.make_patch_split(pairs, seed=0, per_class=200)
+    splits.make_patch_split(pairs, seed=0, per_class=200)
 
 
 def _run_module(module: str, *args: str) -> subprocess.CompletedProcess:
@@ -283,12 +284,12 @@ def test_split_command_prints_counts_per_class_and_split(tmp_path):
   output = tmp_path / "split.json"
   run = _run_module("sar2optical.data.split", f"--root={SEN12_ROOT}", "--kind=scene", f"--output={output}")
   assert run.returncode == 0, run.stderr
-  split = pairs_lib.read_split(output)
+  split = splits.read_split(output)
   pairs = pairs_lib.find_pairs(SEN12_ROOT)
-  assert pairs_lib.shared_scenes(split, pairs) == []
-  counts = pairs_lib.split_counts(split, pairs)
+  assert splits.shared_scenes(split, pairs) == []
+  counts = splits.split_counts(split, pairs)
   for label, total in SEN12_COUNTS.items():
-    home = next(name for name in pairs_lib.SPLIT_NAMES if counts[name][label])
+    home = next(name for name in splits.SPLIT_NAMES if counts[name][label])
     assert counts[home][label] == total  # One scene per class: each class lies wholly in one split,
     assert f"{label} ({home})" in run.stdout  # and the printed counts say so,
   assert "scenes in more than one split: none" in run.stdout

@@ -1,7 +1,9 @@
 """Evaluation: metric definitions against scikit-image, floors, aggregation, outputs, modes, errors."""
 
+import csv
 import json
 import pathlib
+import shutil
 
 import jax
 import numpy as np
@@ -9,12 +11,15 @@ import pytest
 from conftest import SEN12_ROOT, requires_sen12, tiny_config
 from PIL import Image
 
-from sar2optical import evaluation, metrics, trainer, training
+from sar2optical import evaluation, metrics, scoring
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import sources
 from sar2optical.data.images import load_image
 from sar2optical.errors import DataError
 from sar2optical.pixels import PixelSpec
+from sar2optical.training import recipe as recipe_lib
+from sar2optical.training import state as state_lib
+from sar2optical.training import loop
 
 
 @requires_sen12
@@ -51,7 +56,7 @@ def test_aggregate_per_class():
 
 
 def tiny_model():
-  return training.make_pix2pix(tiny_config("unused"), PixelSpec())
+  return recipe_lib.make_recipe(tiny_config("unused"), PixelSpec())
 
 
 def test_floors_on_a_hand_made_case(tmp_path):
@@ -63,8 +68,8 @@ def test_floors_on_a_hand_made_case(tmp_path):
           tmp_path / folder / f"x_{folder}_{name}.png")
   pairs = pairs_lib.find_pairs(tmp_path)
   model = tiny_model()
-  state = training.init_state(model, jax.random.PRNGKey(0), 32, 1)
-  evaluator = evaluation.Evaluator(model, image_size=32, in_channels=1, batch_size=2)
+  state = state_lib.init_state(model, jax.random.PRNGKey(0), 32, 1)
+  evaluator = scoring.Evaluator(model, image_size=32, in_channels=1, batch_size=2)
   source = sources.FolderSource(tmp_path, pairs)
   colour = evaluator.mean_colour(source)
   np.testing.assert_allclose(colour, [0.4] * 3, atol=1e-9)
@@ -104,6 +109,21 @@ def test_outputs_follow_the_schema(workdir, tmp_path):
   assert "floor: other_target" in evaluation.format_table(result)
 
 
+def test_per_image_csv_round_trips_paths_with_commas(workdir, demo_root, tmp_path):
+  """A class folder named with a comma: csv.reader gives back exactly the paths and scores eval scored."""
+  root = tmp_path / "data"
+  shutil.copytree(demo_root, root)
+  (root / "urban").rename(root / "urban, north")
+  (result,) = evaluation.evaluate(workdir, data_root=str(root), split="all", output_dir=str(tmp_path / "out"))
+  with open(tmp_path / "out" / "step_2" / "per_image.csv", newline="") as file:
+    header, *rows = list(csv.reader(file))
+  assert header == ["s1_path", "class", *metrics.METRICS] and len(rows) == result["n"] == 24
+  commas = [row for row in rows if row[1] == "urban, north"]
+  assert len(commas) == 6 and all(row[0].startswith("urban, north/s1/") for row in commas)
+  assert [row[0] for row in rows] == sorted(row[0] for row in rows)  # scored in s1-path order
+  assert np.mean([float(row[2]) for row in rows]) == pytest.approx(result["overall"]["psnr"]["mean"], abs=1e-5)
+
+
 @pytest.mark.parametrize("mode, batch_size", [("eval", 5), ("train", 5)])
 def test_both_inference_modes_run_and_are_recorded(workdir, tmp_path, mode, batch_size):
   (result,) = evaluation.evaluate(workdir, split="all", mode=mode, batch_size=batch_size, output_dir=str(tmp_path))
@@ -129,7 +149,7 @@ def test_split_naming_missing_files_is_reported(workdir, tmp_path):
 
 def test_validation_during_training_keeps_the_best_checkpoint(demo_root, tmp_path):
   """Validation every step, keep the last 1: the best checkpoint by validation PSNR survives and is named."""
-  trainer.train(tiny_config(demo_root, num_train_steps=4, eval_every_steps=1, checkpoint_every_steps=1,
+  loop.train(tiny_config(demo_root, num_train_steps=4, eval_every_steps=1, checkpoint_every_steps=1,
                             keep_checkpoints=1, log_every_steps=1, sample_every_steps=4,
                             **{"optimizer.learning_rate": 2e-3}), tmp_path)
   logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

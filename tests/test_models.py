@@ -8,9 +8,13 @@ import numpy as np
 import pytest
 from conftest import nhwc, randomise_running_stats, torch_state_dict
 
-from configs import pix2pix
-from sar2optical import models, torch_weights, training
+from sar2optical.configs import pix2pix
+from sar2optical import models
 from sar2optical.pixels import PixelSpec
+from sar2optical.pytorch import weights as torch_weights
+from sar2optical.training import recipe as recipe_lib
+from sar2optical.training import state as state_lib
+from sar2optical.training import step as step_lib
 
 
 def count(tree) -> int:
@@ -168,21 +172,21 @@ def test_training_step_equals_pytorch(torch_reference):
   config = pix2pix.get_config()
   config.model.levels = levels
   config.model.dropout_rate = 0.0
-  model = training.make_pix2pix(config, PixelSpec())
+  model = recipe_lib.make_recipe(config, PixelSpec())
   rng = np.random.default_rng(0)
   sar_u8 = rng.integers(0, 256, (batch, size, size, 1), dtype=np.uint8)
   optical_u8 = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
-  template = jax.eval_shape(lambda: training.init_state(model, jax.random.PRNGKey(0), size, 1))
+  template = jax.eval_shape(lambda: state_lib.init_state(model, jax.random.PRNGKey(0), size, 1))
   g_vars = torch_weights.from_torch(torch_state_dict(reference.gen),
                                     {"params": template.g_params, "batch_stats": template.g_stats})
   d_vars = torch_weights.from_torch(torch_state_dict(reference.disc),
                                     {"params": template.d_params, "batch_stats": template.d_stats}, 3)
-  state = training.TrainState(
+  state = state_lib.TrainState(
       step=jnp.zeros((), jnp.int32), g_params=g_vars["params"], g_stats=g_vars["batch_stats"],
       d_params=d_vars["params"], d_stats=d_vars["batch_stats"], g_opt_state=model.g_optimizer.init(g_vars["params"]),
       d_opt_state=model.d_optimizer.init(d_vars["params"]), rng=jax.random.PRNGKey(0),
       nonfinite_step=jnp.zeros((), jnp.int32))
-  new_state, metrics = jax.jit(lambda s, b: training.train_step(s, b, model=model))(
+  new_state, metrics = jax.jit(lambda s, b: step_lib.train_step(s, b, model=model))(
       state, {"sar": sar_u8, "optical": optical_u8})
 
   to_torch = lambda a: torch.from_numpy(np.asarray(PixelSpec().to_model(a)).transpose(0, 3, 1, 2).copy())
@@ -209,13 +213,13 @@ def test_default_and_dilated_generators_train_alike():
   """A training step with the default forms (custom gradients) or the dilated one gives the same state."""
   config = pix2pix.get_config()
   config.model.levels = 3
-  model = training.make_pix2pix(config, PixelSpec())
+  model = recipe_lib.make_recipe(config, PixelSpec())
   dilated = dataclasses.replace(model, generator=model.generator.clone(transpose_method="dilated"))
   rng = np.random.default_rng(0)
   batch = {"sar": rng.integers(0, 256, (2, 32, 32, 1), dtype=np.uint8),
            "optical": rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)}
-  state = training.init_state(model, jax.random.PRNGKey(0), 32, 1)
-  finals = [jax.jit(lambda s, b, m=m: training.train_step(s, b, model=m))(state, batch) for m in (model, dilated)]
+  state = state_lib.init_state(model, jax.random.PRNGKey(0), 32, 1)
+  finals = [jax.jit(lambda s, b, m=m: step_lib.train_step(s, b, model=m))(state, batch) for m in (model, dilated)]
   (state_a, metrics_a), (state_b, metrics_b) = finals
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), metrics_a, metrics_b)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), (state_a.g_stats, state_a.d_stats),

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import REPO, saved_state
 
-from sar2optical import training
+from sar2optical.training.state import TrainState
 
 STEPS = 4
 
@@ -52,7 +52,7 @@ def train(workdir: pathlib.Path, root: pathlib.Path, processes: int) -> list[str
   return logs
 
 
-def max_abs_difference(a: training.TrainState, b: training.TrainState) -> float:
+def max_abs_difference(a: TrainState, b: TrainState) -> float:
   return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)), initial=0.0))
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 

@@ -222,7 +222,7 @@ def test_skip_bad_skips_and_counts_bad_records(source_with_a_bad_record):
 
 
 def test_paper_variant_turns_on_the_papers_augmentation():
-  from configs import pix2pix  # pylint: disable=g-import-not-at-top
+  from sar2optical.configs import pix2pix  # pylint: disable=g-import-not-at-top
   assert augment.Augmentation.from_config(pix2pix.get_config().data) == augment.Augmentation()
   config = pix2pix.get_config("paper")
   config.data.rot90 = True
@@ -233,7 +233,7 @@ def test_paper_variant_turns_on_the_papers_augmentation():
     ("augment", "jitter"), ("source", "s3"), ("tfds_config", "jpeg"), ("workers", -1),
 ])
 def test_bad_data_fields_are_named(name, value):
-  from configs import quickstart  # pylint: disable=g-import-not-at-top
+  from sar2optical.configs import quickstart  # pylint: disable=g-import-not-at-top
   from sar2optical import configuration  # pylint: disable=g-import-not-at-top
   from sar2optical.errors import ConfigError  # pylint: disable=g-import-not-at-top
   config = quickstart.get_config()
@@ -243,7 +243,7 @@ def test_bad_data_fields_are_named(name, value):
 
 
 def test_tfds_source_needs_no_data_root():
-  from configs import quickstart  # pylint: disable=g-import-not-at-top
+  from sar2optical.configs import quickstart  # pylint: disable=g-import-not-at-top
   from sar2optical import configuration  # pylint: disable=g-import-not-at-top
   config = quickstart.get_config()
   config.data.root, config.data.source = "", "tfds"

@@ -13,9 +13,9 @@ from PIL import Image
 from rasterio.control import GroundControlPoint
 from rasterio.transform import from_origin
 
-from sar2optical import prediction
+from sar2optical import translation
 from sar2optical.errors import ConfigError
-from sar2optical.inference import load_generator
+from sar2optical.trained_generator import load_generator
 from sar2optical.pixels import SarScaling
 from sar2optical.tiling import Blender, TileGrid, reflect_indices
 
@@ -43,11 +43,11 @@ def scene_u8() -> np.ndarray:
   return np.clip(smooth + rng.normal(0, 12, smooth.shape), 0, 255).astype(np.uint8)
 
 
-def translate(generator, tmp_path: pathlib.Path, name: str, **options) -> prediction.Summary:
+def translate(generator, tmp_path: pathlib.Path, name: str, **options) -> translation.Summary:
   """Translates tmp_path/in/<name> into tmp_path/out/."""
-  inputs = prediction.find_inputs(str(tmp_path / "in" / name))
-  return prediction.translate_files(generator, inputs, tmp_path / "out",
-                                    prediction.Options(**{"batch_size": 16, **options}))
+  inputs = translation.find_inputs(str(tmp_path / "in" / name))
+  return translation.translate_files(generator, inputs, tmp_path / "out",
+                                    translation.Options(**{"batch_size": 16, **options}))
 
 
 def write_png(path: pathlib.Path, pixels: np.ndarray) -> None:

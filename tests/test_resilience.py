@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from conftest import REPO, file_digests, saved_state, tiny_config
 
-from sar2optical import checkpoint, trainer
+from sar2optical import checkpoint
 from sar2optical.errors import ConfigError, StoppedBySignal, TrainingDiverged
+from sar2optical.training import loop
 
 STEPS = 8
 
@@ -121,7 +122,7 @@ def test_sigint_saves_the_current_step(demo_root, tmp_path):
   interrupter.start()
   try:
     with pytest.raises(StoppedBySignal, match=r"Stopped by SIGINT after step \d+ of 1000") as stop:
-      trainer.train(config, tmp_path)
+      loop.train(config, tmp_path)
   finally:
     interrupter.join()
   assert stop.value.exit_status == 128 + signal.SIGINT
@@ -133,12 +134,12 @@ def test_sigint_saves_the_current_step(demo_root, tmp_path):
 def test_nan_stops_naming_the_first_bad_step_and_keeps_the_last_good_checkpoint(demo_root, tmp_path):
   """A diverging learning rate; the check runs only at log and checkpoint boundaries (every 4 steps)."""
   good = tiny_config(demo_root, num_train_steps=4, checkpoint_every_steps=4, log_every_steps=4, eval_every_steps=0)
-  trainer.train(good, tmp_path)
+  loop.train(good, tmp_path)
   before = file_digests(tmp_path / "checkpoints")
   diverging = tiny_config(demo_root, num_train_steps=12, checkpoint_every_steps=4, log_every_steps=4,
                           eval_every_steps=0, **{"optimizer.learning_rate": 1e30})
   with pytest.raises(TrainingDiverged, match=r"NaN or Inf at step (\d+); .*last good checkpoint, step 4") as error:
-    trainer.train(diverging, tmp_path)
+    loop.train(diverging, tmp_path)
   bad_step = int(re.search(r"at step (\d+)", str(error.value)).group(1))
   assert 5 <= bad_step <= 8
   assert file_digests(tmp_path / "checkpoints") == before  # nothing saved, the good checkpoint untouched
@@ -146,7 +147,7 @@ def test_nan_stops_naming_the_first_bad_step_and_keeps_the_last_good_checkpoint(
   every_step = tiny_config(demo_root, num_train_steps=12, checkpoint_every_steps=1, log_every_steps=1,
                            eval_every_steps=0, **{"optimizer.learning_rate": 1e30})
   with pytest.raises(TrainingDiverged, match=rf"at step {bad_step}; .*last good checkpoint, step {bad_step - 1}"):
-    trainer.train(every_step, tmp_path)
+    loop.train(every_step, tmp_path)
 
 
 @pytest.mark.parametrize("overrides, fields", [
@@ -159,7 +160,7 @@ def test_resuming_with_other_networks_names_the_fields(tiny_workdir, tmp_path, d
   shutil.copytree(tiny_workdir, workdir)
   before = file_digests(workdir)
   with pytest.raises(ConfigError, match="the networks of the checkpoint at step 2") as error:
-    trainer.train(tiny_config(demo_root, num_train_steps=3, **overrides), workdir)
+    loop.train(tiny_config(demo_root, num_train_steps=3, **overrides), workdir)
   assert all(field in str(error.value) for field in fields), error.value
   assert file_digests(workdir) == before
 
@@ -168,7 +169,7 @@ def test_compatible_changes_resume_and_are_logged(tiny_workdir, tmp_path, demo_r
   workdir = tmp_path / "run"
   shutil.copytree(tiny_workdir, workdir)
   caplog.set_level("INFO")
-  state = trainer.train(tiny_config(demo_root, num_train_steps=3, log_every_steps=3, checkpoint_every_steps=1,
+  state = loop.train(tiny_config(demo_root, num_train_steps=3, log_every_steps=3, checkpoint_every_steps=1,
                                     sample_every_steps=2), workdir)
   assert int(state.step) == 3
   assert "Config changes since the checkpoint at step 2: log_every_steps 1 -> 3; num_train_steps 2 -> 3" in caplog.text

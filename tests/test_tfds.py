@@ -8,13 +8,16 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from configs import quickstart
-from sar2optical import evaluation, trainer
+from sar2optical.configs import quickstart
+from sar2optical import checkpoint, evaluation
 from sar2optical.data import build_tfds
 from sar2optical.data import pairs as pairs_lib
+from sar2optical.data import splits
 from sar2optical.data import pipeline
+from sar2optical.data import resolve
 from sar2optical.data import sources
 from sar2optical.errors import DataError
+from sar2optical.training import loop
 
 pytestmark = requires_sen12
 
@@ -23,9 +26,9 @@ pytestmark = requires_sen12
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[pathlib.Path, dict]:
   """Both configs of sen1_2, built from the sample with a seeded scene split written to a file."""
   data_dir = tmp_path_factory.mktemp("tfds")
-  split = pairs_lib.make_split(pairs_lib.find_pairs(SEN12_ROOT), seed=1)
+  split = splits.make_split(pairs_lib.find_pairs(SEN12_ROOT), seed=1)
   split_file = data_dir / "split.json"
-  pairs_lib.write_split(split_file, split)
+  splits.write_split(split_file, split)
   for config in sources.TFDS_CONFIGS:
     build_tfds.build(str(SEN12_ROOT), data_dir=str(data_dir), config=config, split_file=str(split_file))
   return data_dir, split
@@ -41,7 +44,7 @@ def test_round_trip_gives_the_pngs_pixels(built, config):
   data_dir, split = built
   pairs = {pair.s1: pair for pair in pairs_lib.find_pairs(SEN12_ROOT)}
   seen = []
-  for name in pairs_lib.SPLIT_NAMES:
+  for name in splits.SPLIT_NAMES:
     source = sources.TfdsSource(name, data_dir=str(data_dir), config=config)
     assert source.split_file == split
     ids = []
@@ -91,8 +94,9 @@ def test_trainer_reads_tfds_and_records_its_split(built, tmp_path):
   data_dir, split = built
   config = quickstart.get_config()
   config.data.source, config.data.tfds_data_dir = "tfds", str(data_dir)
-  train, samples, returned_split = trainer.training_sources(config, tmp_path)
-  assert pairs_lib.read_split(tmp_path / "split.json") == returned_split == split
+  run_data = resolve.resolve(config.data, tmp_path, seed=config.seed, record=True)
+  train, samples, returned_split = run_data.source("train"), run_data.source("val"), run_data.split
+  assert splits.read_split(tmp_path / "split.json") == returned_split == split
   assert len(train) == len(split["data"]["train"]) and len(samples) == len(split["data"]["val"])
 
 
@@ -106,7 +110,7 @@ def test_eval_on_a_tfds_split_equals_the_folder(built, tmp_path):
   data_dir, split = built
   config = tiny_config(SEN12_ROOT, num_train_steps=1, log_every_steps=1, sample_every_steps=1, eval_every_steps=0)
   config.data.source, config.data.tfds_data_dir = "tfds", str(data_dir)
-  trainer.train(config, tmp_path / "run")
+  loop.train(config, tmp_path / "run")
   (from_tfds,) = evaluation.evaluate(tmp_path / "run", split="val", data_source="tfds", tfds_data_dir=str(data_dir),
                                      output_dir=str(tmp_path / "tfds"))
   (from_folder,) = evaluation.evaluate(tmp_path / "run", split="val", output_dir=str(tmp_path / "folder"))
@@ -117,3 +121,19 @@ def test_eval_on_a_tfds_split_equals_the_folder(built, tmp_path):
   rows = [sorted((tmp_path / source / "step_1" / "per_image.csv").read_text().splitlines()) for source in
           ("tfds", "folder")]
   assert rows[0] == rows[1]  # the build may order the records otherwise; names, classes and scores agree
+
+
+def test_a_tfds_run_validates_on_the_builds_val_split_and_keeps_its_best(built, tmp_path):
+  """Without data.root, a TFDS run scores the build's val split during training; eval.py --steps=best then works."""
+  data_dir, split = built
+  config = tiny_config("", num_train_steps=2, log_every_steps=1, sample_every_steps=2, eval_every_steps=1,
+                       keep_checkpoints=1, **{"data.source": "tfds", "data.tfds_data_dir": str(data_dir)})
+  loop.train(config, tmp_path / "run")
+  logged = [line for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if "val_psnr" in line]
+  assert len(logged) == 2
+  checkpoints = checkpoint.Checkpoints(tmp_path / "run", create=False)
+  best = checkpoints.resolve_step("best")
+  checkpoints.close()
+  (result,) = evaluation.evaluate(tmp_path / "run", split="val", steps="best", data_source="tfds",
+                                  tfds_data_dir=str(data_dir), output_dir=str(tmp_path / "eval"))
+  assert result["step"] == best and result["n"] == len(split["data"]["val"])

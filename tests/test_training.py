@@ -10,11 +10,16 @@ import numpy as np
 import pytest
 from conftest import REPO, SEN12_ROOT, requires_sen12, saved_state, tiny_config
 
-from sar2optical import configuration, training, trainer
+from sar2optical import configuration
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data.images import load_pair
 from sar2optical.errors import ConfigError
 from sar2optical.pixels import PixelSpec
+from sar2optical.training import mesh as mesh_lib
+from sar2optical.training import recipe as recipe_lib
+from sar2optical.training import state as state_lib
+from sar2optical.training import step as step_lib
+from sar2optical.training import loop
 
 
 
@@ -43,7 +48,7 @@ def test_batch_must_split_over_devices():
 
 def test_linear_decay_schedule_reaches_zero():
   config = tiny_config("x", **{"schedule.name": "linear_decay", "num_train_steps": 100})
-  schedule = training.learning_rate_schedule(config)
+  schedule = recipe_lib.learning_rate_schedule(config)
   assert schedule(0) == schedule(49) == pytest.approx(2e-4)
   assert schedule(75) == pytest.approx(1e-4)
   assert schedule(100) == pytest.approx(0.0)
@@ -56,13 +61,13 @@ def test_overfits_two_real_pairs():
   pairs = pairs_lib.find_pairs(SEN12_ROOT)
   loaded = [load_pair(SEN12_ROOT, p, 64, 1) for p in (pairs[0], pairs[-1])]
   batch = {k: np.stack([p[k] for p in loaded]) for k in ("sar", "optical")}
-  model = training.make_pix2pix(config, PixelSpec())
-  mesh = training.make_mesh()
-  state = training.create_state(model, mesh, 0, 64, 1)
-  step = training.jit_train_step(model, mesh)
+  model = recipe_lib.make_recipe(config, PixelSpec())
+  mesh = mesh_lib.make_mesh()
+  state = state_lib.create_state(model, mesh, 0, 64, 1)
+  step = step_lib.jit_train_step(model, mesh)
   l1 = []
   for _ in range(40):
-    state, metrics = step(state, training.global_batch(batch, mesh))
+    state, metrics = step(state, mesh_lib.global_batch(batch, mesh))
     l1.append(metrics["loss_G_L1"])
   l1 = np.asarray(jax.device_get(l1))
   assert np.all(np.isfinite(l1))
@@ -92,10 +97,10 @@ def test_resume_is_bitwise_identical(demo_root, tmp_path):
   """N steps straight == N/2 steps, a restart in the same workdir, then N/2 more."""
   config = tiny_config(demo_root, num_train_steps=6, checkpoint_every_steps=3, log_every_steps=2,
                        sample_every_steps=6)
-  trainer.train(config, tmp_path / "straight")
-  trainer.train(tiny_config(demo_root, num_train_steps=3, checkpoint_every_steps=3, log_every_steps=2,
+  loop.train(config, tmp_path / "straight")
+  loop.train(tiny_config(demo_root, num_train_steps=3, checkpoint_every_steps=3, log_every_steps=2,
                             sample_every_steps=6), tmp_path / "resumed")
-  trainer.train(config, tmp_path / "resumed")
+  loop.train(config, tmp_path / "resumed")
   straight, resumed = saved_state(tmp_path / "straight"), saved_state(tmp_path / "resumed")
   assert int(straight.step) == int(resumed.step) == 6
   jax.tree.map(np.testing.assert_array_equal, straight, resumed)
@@ -110,13 +115,13 @@ def test_resume_is_bitwise_identical(demo_root, tmp_path):
 def test_bfloat16_compute_trains_with_float32_state():
   """Mixed precision: bf16 activations, float32 parameters, optimizer moments and losses; L1 falls."""
   config = tiny_config("x", **{"model.dtype": "bfloat16", "model.dropout_rate": 0.0})
-  model = training.make_pix2pix(config, PixelSpec())
-  mesh = training.make_mesh()
-  state = training.create_state(model, mesh, 0, 32, 1)
+  model = recipe_lib.make_recipe(config, PixelSpec())
+  mesh = mesh_lib.make_mesh()
+  state = state_lib.create_state(model, mesh, 0, 32, 1)
   rng = np.random.default_rng(0)
   optical = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
-  batch = training.global_batch({"sar": optical[..., :1].copy(), "optical": optical}, mesh)
-  step = training.jit_train_step(model, mesh)
+  batch = mesh_lib.global_batch({"sar": optical[..., :1].copy(), "optical": optical}, mesh)
+  step = step_lib.jit_train_step(model, mesh)
   l1 = []
   for _ in range(30):
     state, metrics = step(state, batch)

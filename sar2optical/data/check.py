@@ -12,15 +12,12 @@ import collections
 import concurrent.futures
 import dataclasses
 import pathlib
-import sys
+import runpy
 
-from absl import flags
 from PIL import Image
 
-from sar2optical import cli
 from sar2optical.data import pairs as pairs_lib
 
-FLAGS = flags.FLAGS
 
 
 _MODES = {"SAR": "L", "optical": "RGB"}
@@ -90,23 +87,5 @@ def format_report(report: Report, root: str | pathlib.Path) -> Iterable[str]:
     yield f"  {problem.kind:<10}  {problem.path}: {problem.detail}"
 
 
-def _define_flags() -> None:
-  """Defines the command-line flags, only when run as a script, so imports never clash."""
-  flags.DEFINE_string("root", None, "The SEN1-2 folder (Kaggle layout <class>/s1, <class>/s2, or s1/ and s2/).")
-  flags.DEFINE_integer("image_size", 256, "Expected side of every image; 0 accepts any size.",
-                       lower_bound=0)
-  flags.DEFINE_integer("threads", 8, "Images decoded at once.", lower_bound=1)
-  flags.mark_flag_as_required("root")
-
-
-def main(argv: list[str]) -> None:
-  del argv
-  report = check_folder(FLAGS.root, image_size=FLAGS.image_size, threads=FLAGS.threads)
-  print("\n".join(format_report(report, FLAGS.root)))
-  if report.problems:
-    sys.exit(1)
-
-
-if __name__ == "__main__":
-  _define_flags()
-  cli.run(main)
+if __name__ == "__main__":  # the command lives in sar2optical.commands.check
+  runpy.run_module("sar2optical.commands.check", run_name="__main__", alter_sys=True)

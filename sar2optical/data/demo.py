@@ -12,14 +12,13 @@ as SEN1-2 does.
 """
 
 import pathlib
-import sys
+import runpy
 from typing import Callable
 
 import numpy as np
-from absl import app, flags
 from PIL import Image
 
-from sar2optical.errors import ConfigError, DataError, Sar2OpticalError
+from sar2optical.errors import ConfigError, DataError
 from sar2optical.pixels import SarScaling
 
 CLASSES = ("agri", "barrenland", "grassland", "urban")
@@ -338,30 +337,5 @@ def generate(output_dir: str | pathlib.Path, *, pairs_per_class: int = 24, size:
   return pairs_per_class * len(CLASSES)
 
 
-FLAGS = flags.FLAGS
-
-
-def _define_flags() -> None:
-  """Defines the command-line flags, only when run as a script, so imports never clash."""
-  flags.DEFINE_string("output", "demo_data", "Directory to write the synthetic demo set to.")
-  flags.DEFINE_integer("pairs_per_class", 24, "SAR/optical pairs per land-cover class.")
-  flags.DEFINE_integer("size", 256, "Side of each square patch in pixels.")
-  flags.DEFINE_integer("seed", 0, "Random seed; the same seed gives byte-identical images.")
-
-
-def main(argv: list[str]) -> None:
-  """Entry point of `python -m sar2optical.data.demo`."""
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    n = generate(FLAGS.output, pairs_per_class=FLAGS.pairs_per_class, size=FLAGS.size,
-                 seed=FLAGS.seed)
-  except Sar2OpticalError as e:
-    sys.exit(f"error: {e}")
-  print(f"Wrote {n} synthetic SAR/optical pairs ({FLAGS.pairs_per_class} per class, "
-        f"{FLAGS.size}x{FLAGS.size}) to {FLAGS.output}")
-
-
-if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+if __name__ == "__main__":  # the command lives in sar2optical.commands.demo
+  runpy.run_module("sar2optical.commands.demo", run_name="__main__", alter_sys=True)

@@ -27,6 +27,7 @@ from tensorflow_datasets.proto import tf_example_pb2
 
 from sar2optical.data import images
 from sar2optical.data import pairs as pairs_lib
+from sar2optical.data import splits
 
 _CHANNELS = {"sar": ("L", 1), "optical": ("RGB", 3)}
 
@@ -78,12 +79,12 @@ class Sen12(tfds.core.GeneratorBasedBuilder):
     root = pathlib.Path(dl_manager.manual_dir)
     found = pairs_lib.find_pairs(root)
     if self._split_file:
-      split = pairs_lib.read_split(self._split_file)
+      split = splits.read_split(self._split_file)
     else:
-      split = pairs_lib.make_split(found, seed=self._split_seed)
+      split = splits.make_split(found, seed=self._split_seed)
     self.info.metadata["split"] = split
-    return {name: self._generate_examples(root, pairs_lib.select(found, split, name))
-            for name in pairs_lib.SPLIT_NAMES if split["data"][name]}
+    return {name: self._generate_examples(root, splits.select(found, split, name))
+            for name in splits.SPLIT_NAMES if split["data"][name]}
 
   def _download_and_prepare(self, dl_manager: tfds.download.DownloadManager,
                             download_config: tfds.download.DownloadConfig) -> None:

@@ -6,6 +6,7 @@ size, raising DataError that names the record's file when it cannot.
 """
 
 from collections.abc import Sequence
+import dataclasses
 import os
 import pathlib
 from typing import Any, Protocol
@@ -106,3 +107,26 @@ class TfdsSource:
                     if isinstance(record[key], bytes) else record[key]
                     for key, mode in (("sar", "L"), ("optical", "RGB")))
     return images.check_pair(sar, optical, name, name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reordered:
+  """`source` read in another order: record i is `source[order[i]]`."""
+  source: PairSource
+  order: np.ndarray
+
+  @property
+  def description(self) -> str:
+    return self.source.description
+
+  def __len__(self) -> int:
+    return len(self.order)
+
+  def __getitem__(self, index: int) -> Any:
+    return self.source[int(self.order[index])]
+
+  def decode(self, record: Any) -> dict[str, np.ndarray]:
+    return self.source.decode(record)
+
+  def name_and_label(self, index: int) -> tuple[str, str]:
+    return self.source.name_and_label(int(self.order[index]))

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from sar2optical import paths, raster, tiling
 from sar2optical.errors import DataError, Sar2OpticalError
-from sar2optical.inference import Mode, TrainedGenerator, load_generator
+from sar2optical.trained_generator import Mode, TrainedGenerator, load_generator
 from sar2optical.pixels import SarScaling
 
 OUTPUT_FORMAT_CHOICES = ("auto", *raster.OUTPUT_FORMATS)

@@ -9,7 +9,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from sar2optical import checkpoint, training
+from sar2optical import checkpoint
+from sar2optical.training import mesh as mesh_lib
+from sar2optical.training import recipe as recipe_lib
+from sar2optical.training import state as state_lib
+from sar2optical.training.step import generate
 from sar2optical.pixels import PixelSpec
 
 
@@ -27,7 +31,7 @@ class TrainedGenerator:
   config: ml_collections.ConfigDict
   pixels: PixelSpec
   step: int
-  model: training.Pix2Pix
+  recipe: recipe_lib.Recipe
   g_params: Any
   g_stats: Any
   mode: Mode = "eval"
@@ -36,7 +40,7 @@ class TrainedGenerator:
   def _forward(self):
     train = self.mode == "train"
     dropout_rng = jax.random.PRNGKey(self.config.seed) if train else None
-    return jax.jit(lambda params, stats, sar: training.generate(self.model, params, stats, sar, train=train,
+    return jax.jit(lambda params, stats, sar: generate(self.recipe, params, stats, sar, train=train,
                                                                  dropout_rng=dropout_rng))
 
   def __call__(self, sar: np.ndarray) -> jax.Array:
@@ -62,10 +66,10 @@ def load_generator(workdir: str | pathlib.Path, step: str | int = "latest", mode
     metadata = checkpoints.metadata(step)
     config = checkpoint.config_from_metadata(metadata)
     pixels = PixelSpec.from_dict(metadata["pixels"])
-    model = training.make_pix2pix(config, pixels)
-    mesh = training.make_mesh(jax.local_devices()[:1])
-    abstract = training.abstract_state(model, mesh, config.image_size, config.model.in_channels)
+    recipe = recipe_lib.make_recipe(config, pixels)
+    mesh = mesh_lib.make_mesh(jax.local_devices()[:1])
+    abstract = state_lib.abstract_state(recipe, mesh, config.image_size, config.model.in_channels)
     state = checkpoints.restore(step, abstract)
   finally:
     checkpoints.close()
-  return TrainedGenerator(config, pixels, step, model, state.g_params, state.g_stats, mode)
+  return TrainedGenerator(config, pixels, step, recipe, state.g_params, state.g_stats, mode)

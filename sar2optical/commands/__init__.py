@@ -1,0 +1,14 @@
+"""The command-line programs, one module each: flags, `main`, and `run()` for its console script.
+
+  sar2optical-train       train.py                         training.loop.train
+  sar2optical-eval        eval.py                          evaluation.evaluate
+  sar2optical-predict     predict.py                       translation.predict
+  sar2optical-convert     python -m sar2optical.convert    pytorch.convert.convert
+  sar2optical-export      python -m sar2optical.export     export.export_workdir
+  sar2optical-split       python -m sar2optical.data.split data.splits
+  sar2optical-check       python -m sar2optical.data.check data.check.check_folder
+  sar2optical-build-tfds  python -m sar2optical.data.build_tfds  data.build_tfds.build
+  sar2optical-demo        python -m sar2optical.data.demo  data.demo.generate
+
+Import one command module per process: train, eval and predict define their flags on import, the others when run.
+"""

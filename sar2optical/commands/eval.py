@@ -1,0 +1,59 @@
+r"""Scores a workdir's checkpoints with PSNR, SSIM, MAE and RMSE, per class and overall, beside floors.
+
+  python eval.py --workdir=runs/pix2pix [--split=test|val|train|all] [--steps=latest|best|all|N,M]
+      [--mode=eval|train] [--data_root=DIR] [--output_dir=DIR] [--output_json=F]
+
+The config, pixel mapping and split come from the workdir. Results go to stdout and to
+OUTPUT_DIR/step_N/{metrics.json,per_image.csv,grid.png} (default WORKDIR/eval/step_N/).
+"""
+
+import json
+import pathlib
+
+from absl import flags
+
+from sar2optical import cli, evaluation
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/ and split.json.")
+_DATA_ROOT = flags.DEFINE_string("data_root", None, "SEN1-2 folder (Kaggle layout or flat s1/+s2/); default: the "
+                                 "config's data.root.")
+_DATA_SOURCE = flags.DEFINE_enum("data_source", "folder", ["folder", "tfds"], "folder: --data_root split by "
+                                  "WORKDIR/split.json; tfds: a split of the sen1_2 build in --tfds_data_dir.")
+_TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", "", "Where sen1_2 was built (empty: the TFDS default).")
+_TFDS_CONFIG = flags.DEFINE_enum("tfds_config", "pixels", ["pixels", "png"], "The sen1_2 build's config.")
+_SPLIT = flags.DEFINE_enum("split", "test", ["test", "val", "train", "all"], "Which split of WORKDIR/split.json "
+                           "(all: every pair under the data root).")
+_STEPS = flags.DEFINE_string("steps", "latest", "latest, best (by validation PSNR), all, or checkpoint steps N[,M...].")
+_MODE = flags.DEFINE_enum("mode", "eval", ["eval", "train"], "eval: running BatchNorm statistics, no dropout (the "
+                          "original's default); train: batch statistics and dropout, as the pix2pix authors test.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Images per jit-compiled batch (recorded in the output).",
+                                   lower_bound=1)
+_GRID_PAIRS = flags.DEFINE_integer("grid_pairs", 8, "Pairs shown in grid.png.", lower_bound=0)
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where step_N/ folders go; default WORKDIR/eval.")
+_OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Also write the results here: the metrics of one step, "
+                                   'or {"steps": [...]} for several.')
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  results = evaluation.evaluate(_WORKDIR.value, data_root=_DATA_ROOT.value, split=_SPLIT.value, steps=_STEPS.value,
+                                batch_size=_BATCH_SIZE.value, mode=_MODE.value, output_dir=_OUTPUT_DIR.value,
+                                grid_pairs=_GRID_PAIRS.value, data_source=_DATA_SOURCE.value,
+                                tfds_data_dir=_TFDS_DATA_DIR.value, tfds_config=_TFDS_CONFIG.value)
+  for result in results:
+    print(evaluation.format_table(result))
+    print(f"{result['images_per_second']:.1f} images/s")
+  if len(results) > 1:
+    print("step        PSNR      SSIM       MAE")
+    for result in results:
+      overall = result["overall"]
+      print(f"{result['step']:<8} {overall['psnr']['mean']:>8.3f}  {overall['ssim']['mean']:>8.4f}  "
+            f"{overall['mae']['mean']:>8.4f}")
+  if _OUTPUT_JSON.value:
+    payload = results[0] if len(results) == 1 else {"steps": results}
+    pathlib.Path(_OUTPUT_JSON.value).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def run() -> None:
+  cli.run(main)

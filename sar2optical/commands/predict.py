@@ -1,0 +1,72 @@
+r"""Translates SAR images or whole scenes of any size into optical RGB with a trained generator.
+
+  python predict.py --workdir=runs/pix2pix --input=FILE|FOLDER|'GLOB' --output=out/
+  python predict.py --checkpoint=runs/pix2pix/checkpoints/87500 --input=S1_sigma0_VV.tif \
+      --sar_units=linear --output=out/
+
+Inputs are PNG, JPEG, TIFF or GeoTIFF, translated in overlapping tiles of the model's size and
+blended, so each output has its input's height and width. GeoTIFF inputs give GeoTIFFs with the
+same georeferencing, other inputs PNGs (--output_format). Folders are read recursively and
+mirrored under --output. Existing outputs are skipped unless --overwrite. Exits non-zero if any
+input failed.
+"""
+
+import pathlib
+import sys
+
+from absl import flags
+
+from sar2optical import cli, translation
+from sar2optical.errors import CheckpointError, ConfigError
+from sar2optical.pixels import SAR_UNITS, SarScaling
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
+_STEP = flags.DEFINE_string("step", "latest", "With --workdir: the checkpoint step to use, or latest.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A step directory WORKDIR/checkpoints/<step> "
+                                  "(instead of --workdir and --step).")
+_MODE = flags.DEFINE_enum("mode", "eval", ["eval", "train"], "eval: running BatchNorm statistics, no dropout "
+                          "(default); train: batch statistics and dropout, as the pix2pix authors test.")
+_INPUT = flags.DEFINE_string("input", None, "An image, a folder (recursive) or a quoted glob.")
+_OUTPUT = flags.DEFINE_string("output", None, "Output folder.")
+_OUTPUT_FORMAT = flags.DEFINE_enum("output_format", "auto", translation.OUTPUT_FORMAT_CHOICES,
+                                   "auto: GeoTIFF for georeferenced inputs, PNG otherwise.")
+_SAR_UNITS = flags.DEFINE_enum("sar_units", "uint8", SAR_UNITS, "uint8: 8-bit SEN1-2 SAR as in training; "
+                               "linear or db: calibrated backscatter (sigma0 or gamma0), scaled as SEN1-2.")
+_DB_MIN = flags.DEFINE_float("db_min", -25.0, "With linear or db units: dB mapped to 0.")
+_DB_MAX = flags.DEFINE_float("db_max", 0.0, "With linear or db units: dB mapped to 255.")
+_BAND = flags.DEFINE_string("band", "1", "TIFF band to translate: a 1-based index or a band description "
+                            "such as VV (PNG/JPEG are converted to grey, as in training).")
+_OVERLAP = flags.DEFINE_float("overlap", 0.25, "Fraction of a tile's side shared with its neighbours.",
+                              lower_bound=0.0, upper_bound=0.75)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Tiles per batch.", lower_bound=1)
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing outputs instead of skipping them.")
+flags.mark_flags_as_required(["input", "output"])
+flags.mark_flags_as_mutual_exclusive(["workdir", "checkpoint"], required=True)
+
+
+def _workdir_and_step() -> tuple[pathlib.Path, str]:
+  """From --workdir and --step, or from --checkpoint=WORKDIR/checkpoints/<step>."""
+  if _WORKDIR.value:
+    return pathlib.Path(_WORKDIR.value), _STEP.value
+  step_dir = pathlib.Path(_CHECKPOINT.value).expanduser().resolve()
+  if not (step_dir.name.isdigit() and step_dir.parent.name == "checkpoints"):
+    raise CheckpointError(f"--checkpoint: {_CHECKPOINT.value} is not a step directory WORKDIR/checkpoints/<step>")
+  return step_dir.parents[1], step_dir.name
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  if _MODE.value == "train" and _BATCH_SIZE.value < 2:
+    raise ConfigError("--batch_size must be at least 2 with --mode=train (BatchNorm batch statistics)")
+  options = translation.Options(
+      sar=SarScaling(_SAR_UNITS.value, _DB_MIN.value, _DB_MAX.value), band=_BAND.value, overlap=_OVERLAP.value,
+      batch_size=_BATCH_SIZE.value, output_format=_OUTPUT_FORMAT.value, overwrite=_OVERWRITE.value)
+  workdir, step = _workdir_and_step()
+  summary = translation.predict(workdir, step, _MODE.value, _INPUT.value, _OUTPUT.value, options)
+  print(f"{summary} -> {_OUTPUT.value}")
+  if summary.failed:
+    sys.exit(1)
+
+
+def run() -> None:
+  cli.run(main)

@@ -1,0 +1,28 @@
+r"""Pix2Pix on SEN1-2 as the PyTorch SAR2Optical original trains it: 256², 8-level U-Net, batch 32.
+
+  python train.py --config=configs/pix2pix.py --workdir=runs/pix2pix \
+      --config.data.root=/path/to/v_2
+  python train.py --config=configs/pix2pix.py:paper ...   # with the pix2pix paper's augmentation
+
+`data.root` is a SEN1-2 folder in the Kaggle layout (`<class>/s1`, `<class>/s2`). Any field can be
+overridden on the command line, e.g. `--config.batch_size=16 --config.num_train_steps=50000`.
+"""
+
+import ml_collections
+
+from sar2optical import configuration
+from sar2optical.errors import ConfigError
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+  """Defaults of the original: Adam 2e-4 (β1 0.5), λ_L1 100, 1-channel SAR, no augmentation.
+
+  `configs/pix2pix.py:paper` adds the pix2pix paper's augmentation (jitter 286 → 256 and mirroring).
+  Every field, its default and its meaning: `sar2optical.configuration.default_config`.
+  """
+  if variant not in ("", "paper"):
+    raise ConfigError(f"configs/pix2pix.py:{variant}: unknown variant; expected configs/pix2pix.py:paper")
+  config = configuration.default_config()
+  if variant == "paper":
+    config.data.augment = "paper"
+  return config

@@ -1,0 +1,108 @@
+"""Scores a generator on a source of pairs, per image, jit-compiled once: the model and the floors.
+
+Floors put a model's numbers in context: a constant image of the mean training colour, and each
+target scored against another target of the same source (a seeded derangement).
+"""
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from sar2optical import metrics
+from sar2optical.data import pipeline, sources
+from sar2optical.errors import ConfigError
+from sar2optical.training.step import generate
+from sar2optical.trained_generator import Mode
+from sar2optical.training.recipe import Recipe
+
+FLOORS = ("mean_colour", "other_target")
+
+
+@dataclasses.dataclass
+class Scores:
+  """Per-image metrics of the model and of the floors, and the first pairs as grid rows."""
+  model: dict[str, np.ndarray]
+  floors: dict[str, dict[str, np.ndarray]]
+  grid_rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+class Evaluator:
+  """Jit-compiled scoring of a generator in an explicit mode; compiled once, reused for every call.
+
+  `eval` mode uses running BatchNorm statistics and no dropout; `train` mode uses batch statistics
+  and dropout (as the pix2pix authors test) with a fixed key, and needs batches of at least 2 (the
+  last batch is padded with repeats of its last pair, which are not scored).
+  """
+
+  def __init__(self, recipe: Recipe, *, image_size: int, in_channels: int, batch_size: int,
+               mode: Mode = "eval", seed: int = 0):
+    if mode == "train" and batch_size < 2:
+      raise ConfigError(f"--batch_size: train-mode inference needs at least 2 (BatchNorm batch statistics), "
+                        f"got {batch_size}")
+    self.recipe, self.mode, self.batch_size, self.seed = recipe, mode, batch_size, seed
+    self.image_size, self.in_channels = image_size, in_channels
+    pixels = recipe.pixels
+    dropout_rng = jax.random.PRNGKey(seed)
+
+    def score_model(g_params, g_stats, sar, optical):
+      fake = generate(recipe, g_params, g_stats, sar, train=mode == "train", dropout_rng=dropout_rng)
+      return metrics.image_metrics(pixels.to_unit(fake), self._unit(optical)), fake
+
+    def score_floors(optical, other_optical, mean_colour):
+      target = self._unit(optical)
+      return {"mean_colour": metrics.image_metrics(jnp.broadcast_to(mean_colour, target.shape), target),
+              "other_target": metrics.image_metrics(self._unit(other_optical), target)}
+
+    self._score_model = jax.jit(score_model)
+    self._score_floors = jax.jit(score_floors)
+
+  def _unit(self, optical: jax.Array) -> jax.Array:
+    return self.recipe.pixels.to_unit(self.recipe.pixels.to_model(optical))
+
+  def _batches(self, source: sources.PairSource):
+    return pipeline.eval_batches(source, image_size=self.image_size, in_channels=self.in_channels,
+                                 batch_size=self.batch_size)
+
+  def score(self, g_params: Any, g_stats: Any, source: sources.PairSource, *, mean_colour: np.ndarray | None = None,
+            grid_pairs: int = 0, progress_label: str = "") -> Scores:
+    """Per-image metrics on `source` (in order); floors too when `mean_colour` is given (needs ≥ 2 pairs).
+
+    With a `progress_label`, a tqdm progress bar (images, rate, ETA) on stderr.
+    """
+    n = len(source)
+    model_values = {name: np.zeros(n) for name in metrics.METRICS}
+    floor_values = {floor: {name: np.zeros(n) for name in metrics.METRICS} for floor in FLOORS}
+    with_floors = mean_colour is not None and n >= 2
+    others = iter(self._batches(sources.Reordered(source, metrics.derangement(n, self.seed)))) if with_floors else None
+    grid_rows = []
+    progress = tqdm(total=n, unit="image", mininterval=1.0, desc=progress_label, disable=not progress_label)
+    for batch in self._batches(source):
+      values, fake = self._score_model(g_params, g_stats, batch["sar"], batch["optical"])
+      values = jax.device_get(values)
+      valid, index = batch["valid"], batch["index"][batch["valid"]]
+      for name in metrics.METRICS:
+        model_values[name][index] = values[name][valid]
+      if with_floors:
+        floors = jax.device_get(self._score_floors(batch["optical"], next(others)["optical"],
+                                                   jnp.asarray(mean_colour, jnp.float32)))
+        for floor in FLOORS:
+          for name in metrics.METRICS:
+            floor_values[floor][name][index] = floors[floor][name][valid]
+      for i in np.flatnonzero(valid)[:max(grid_pairs - len(grid_rows), 0)]:
+        grid_rows.append((batch["sar"][i], self.recipe.pixels.to_uint8(fake[i]), batch["optical"][i]))
+      progress.update(int(valid.sum()))
+    progress.close()
+    return Scores(model_values, floor_values if with_floors else {}, grid_rows)
+
+  def mean_colour(self, source: sources.PairSource) -> np.ndarray:
+    """Mean RGB in [0, 1] over every pixel of the source's optical images (at the model's size)."""
+    total, count = np.zeros(3), 0
+    for batch in self._batches(source):
+      optical = batch["optical"][batch["valid"]].astype(np.float64) / 255.0
+      total += optical.sum(axis=(0, 1, 2))
+      count += optical.shape[0] * optical.shape[1] * optical.shape[2]
+    return total / count

@@ -1,0 +1,148 @@
+"""The training loop behind `train.py`: data, state (fresh or resumed), then steps and periodic actions.
+
+One step at a time: the jit step on the next global batch, then each periodic action of `actions`
+(progress log, sample grids, validation, checkpointing), then the stop request, if any, ends the
+run after its checkpoint. Global JAX settings (the compilation cache) are the entry script's.
+"""
+
+import contextlib
+import pathlib
+
+import jax
+import ml_collections
+from absl import logging
+
+from sar2optical import checkpoint, configuration, paths
+from sar2optical.data import pipeline, resolve
+from sar2optical.data.augment import Augmentation
+from sar2optical.metric_writer import MetricWriter
+from sar2optical.pixels import PixelSpec
+from sar2optical.training import actions, stop_signals
+from sar2optical.training.mesh import global_batch, make_mesh
+from sar2optical.training.recipe import Recipe, make_recipe
+from sar2optical.training.state import TrainState, abstract_state, create_state
+from sar2optical.training.step import jit_train_step
+
+#: Fields a saved data position depends on: when one differs on resume, the data order restarts at the step.
+DATA_FIELDS = ("seed", "batch_size", "image_size", "model.in_channels", "data.root", "data.split_file", "data.source",
+               "data.tfds_data_dir", "data.tfds_config", "data.augment", "data.vflip", "data.rot90")
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> TrainState:
+  """Trains until `config.num_train_steps`, resuming from the latest checkpoint in `workdir`.
+
+  Raises TrainingDiverged when a loss or gradient becomes NaN or Inf (nothing from that step on is
+  saved) and StoppedBySignal after saving the current step on SIGTERM or SIGINT.
+  """
+  mesh = make_mesh()
+  configuration.validate(config, num_data_shards=mesh.size)
+  workdir = paths.writable_directory(workdir, "the workdir")
+  run_data = resolve.resolve(config.data, workdir, seed=config.seed, record=True)
+  train_source, val_source = run_data.source("train"), run_data.source("val")
+  augmentation = Augmentation.from_config(config.data)
+  logging.info("Data: %s for training (split %s); augmentation %s; %d grain worker processes%s",
+               train_source.description, workdir / resolve.SPLIT_FILE, augmentation, config.data.workers,
+               "; bad records are skipped and counted" if config.data.skip_bad else "")
+  recipe = make_recipe(config, PixelSpec())
+  data_iterator = pipeline.train_iterator(
+      train_source, image_size=config.image_size, in_channels=config.model.in_channels,
+      global_batch_size=config.batch_size, seed=config.seed, process_index=jax.process_index(),
+      process_count=jax.process_count(), augmentation=augmentation, workers=config.data.workers,
+      skip_bad=config.data.skip_bad)
+  data_layout = {**data_iterator.layout, "config": {name: configuration.field(config, name) for name in DATA_FIELDS}}
+  with contextlib.ExitStack() as cleanup:  # whatever happens, the checkpoints being written are completed
+    cleanup.callback(data_iterator.close)
+    checkpoints = checkpoint.Checkpoints(workdir, keep=config.keep_checkpoints)
+    cleanup.callback(checkpoints.close)
+    cleanup.callback(checkpoints.wait)
+    start_step = checkpoints.latest_step()
+    if start_step is None:  # a converted workdir resumes from its step 0
+      state, start_step = new_state(config, recipe, mesh, workdir), 0
+    else:
+      state = resume(config, recipe, mesh, checkpoints, start_step, data_iterator, data_layout)
+    writer = cleanup.enter_context(contextlib.closing(MetricWriter(workdir)))
+    stop_requested = cleanup.enter_context(stop_signals.stop_requests())
+    loop = Loop(config, recipe, mesh, checkpoints, data_iterator, start_step,
+                actions.ProgressLog(config, writer, checkpoints, data_iterator, start_step),
+                actions.SampleGrids(config, recipe, writer, val_source if len(val_source) else train_source),
+                actions.Validation.create(config, recipe, val_source, writer, checkpoints),
+                actions.Checkpointing(config, recipe, checkpoints, data_iterator, data_layout))
+    state = loop.run(state, stop_requested)
+  logging.info("Done: step %d; checkpoints in %s", int(state.step), checkpoints.directory)
+  return state
+
+
+def new_state(config: ml_collections.ConfigDict, recipe: Recipe, mesh: jax.sharding.Mesh,
+              workdir: pathlib.Path) -> TrainState:
+  """A fresh state, with the networks of `config.init_from` if set; writes WORKDIR/config.json."""
+  state = create_state(recipe, mesh, config.seed, config.image_size, config.model.in_channels)
+  if config.init_from:
+    state, source_step = checkpoint.initialise_from(config.init_from, state, config)
+    logging.info("Starting from the networks at step %d of %s (config.init_from), with fresh optimizers",
+                 source_step, config.init_from)
+  if jax.process_index() == 0:
+    checkpoint.write_config(workdir, config)
+  return state
+
+
+def resume(config: ml_collections.ConfigDict, recipe: Recipe, mesh: jax.sharding.Mesh,
+           checkpoints: checkpoint.Checkpoints, step: int, data_iterator: pipeline.TrainIterator,
+           data_layout: dict) -> TrainState:
+  """The state at `step`, resharded onto `mesh`, and the data position, when it was saved with `data_layout`.
+
+  Raises ConfigError naming the fields when the checkpoint's networks differ from `config`'s;
+  logs every other change of the config.
+  """
+  metadata = checkpoints.metadata(step)
+  saved_config = checkpoint.config_from_metadata(metadata)
+  configuration.check_networks_fit(saved_config, config, f"the networks of the checkpoint at step {step} in "
+                                   f"{checkpoints.directory} (resuming this workdir)")
+  changed = configuration.changes(saved_config, config)
+  if changed:
+    logging.info("Config changes since the checkpoint at step %d: %s", step,
+                 "; ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items()))
+  has_data_position = checkpoints.has_data_iterator(step)
+  data_resumes = has_data_position and metadata.get("data_layout") == data_layout
+  abstract = abstract_state(recipe, mesh, config.image_size, config.model.in_channels)
+  state = checkpoints.restore(step, abstract, data_iterator if data_resumes else None)
+  logging.info("Resuming from the checkpoint at step %d in %s%s", step, checkpoints.directory,
+               " (config.init_from applies to new runs only)" if config.init_from else "")
+  if not has_data_position:
+    logging.info("That checkpoint holds no data iterator position (a converted model): the data start afresh")
+  elif not data_resumes:
+    data_iterator.restart_at(step)
+    logging.info("Data: the checkpoint's data position was saved with %s, this run reads with %s: the data order "
+                 "restarts at global step %d, with the batches an uninterrupted run reads from there",
+                 metadata.get("data_layout"), data_layout, step)
+  return state
+
+
+class Loop:
+  """Steps `start_step + 1 … num_train_steps`, each followed by the periodic actions and the stop check."""
+
+  def __init__(self, config: ml_collections.ConfigDict, recipe: Recipe, mesh: jax.sharding.Mesh,
+               checkpoints: checkpoint.Checkpoints, data_iterator: pipeline.TrainIterator, start_step: int,
+               progress: actions.ProgressLog, samples: actions.SampleGrids, validation: actions.Validation | None,
+               checkpointing: actions.Checkpointing):
+    self.config, self.mesh, self.checkpoints, self.data_iterator = config, mesh, checkpoints, data_iterator
+    self.start_step, self.train_step = start_step, jit_train_step(recipe, mesh)
+    self.progress, self.samples, self.validation, self.checkpointing = progress, samples, validation, checkpointing
+
+  def run(self, state: TrainState, stop_requested: stop_signals.StopRequested) -> TrainState:
+    """The final state; raises StoppedBySignal once the step after a stop request is checkpointed."""
+    num_steps = self.config.num_train_steps
+    if self.start_step >= num_steps:
+      logging.info("Nothing to train: the checkpoint is at step %d, config.num_train_steps is %d", self.start_step,
+                   num_steps)
+      return state
+    for step in range(self.start_step + 1, num_steps + 1):
+      state, step_metrics = self.train_step(state, global_batch(next(self.data_iterator), self.mesh))
+      self.progress(step, state, step_metrics)
+      self.samples(step, state)
+      stop = stop_requested(step)
+      val_psnr = self.validation(step, state) if self.validation else None
+      self.checkpointing(step, state, val_psnr=val_psnr, stop=stop)
+      if stop and step < num_steps:
+        self.checkpoints.wait()
+        raise stop_signals.stopped(stop, step, num_steps, self.checkpoints.directory)
+    return state

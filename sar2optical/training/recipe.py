@@ -1,0 +1,61 @@
+"""The recipe of a Pix2Pix run: its networks, optimizers, L1 weight and pixel mapping, made from a config.
+
+Everything static about training lives in one `Recipe`; the arrays that change live in `TrainState`.
+"""
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import flax.linen as nn
+import jax.numpy as jnp
+import optax
+
+from sar2optical import models
+from sar2optical.pixels import PixelSpec
+
+if TYPE_CHECKING:  # configs are ml_collections.ConfigDicts; read by attribute only, so not imported here
+  import ml_collections
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """The static parts of training: networks, optimizers, loss weight and pixel mapping."""
+  generator: nn.Module
+  discriminator: nn.Module
+  g_optimizer: optax.GradientTransformation
+  d_optimizer: optax.GradientTransformation
+  lambda_l1: float
+  pixels: PixelSpec
+
+
+def make_generator(model_config: "ml_collections.ConfigDict") -> models.UNetGenerator:
+  return models.UNetGenerator(levels=model_config.levels, upsampling=model_config.upsampling,
+                              dropout_rate=model_config.dropout_rate, dtype=COMPUTE_DTYPES[model_config.dtype])
+
+
+def make_discriminator(model_config: "ml_collections.ConfigDict") -> nn.Module:
+  dtype = COMPUTE_DTYPES[model_config.dtype]
+  if model_config.disc == "pixel":
+    return models.PixelDiscriminator(dtype=dtype)
+  return models.PatchDiscriminator(layers=model_config.disc_layers, dtype=dtype)
+
+
+def learning_rate_schedule(config: "ml_collections.ConfigDict") -> optax.Schedule:
+  """Constant, or constant then linear decay to 0 over the rest of training (the paper's)."""
+  lr = config.optimizer.learning_rate
+  if config.schedule.name == "constant":
+    return optax.constant_schedule(lr)
+  decay_start = int(config.num_train_steps * config.schedule.decay_start_fraction)
+  return optax.join_schedules(
+      [optax.constant_schedule(lr),
+       optax.linear_schedule(lr, 0.0, max(config.num_train_steps - decay_start, 1))], [decay_start])
+
+
+def make_recipe(config: "ml_collections.ConfigDict", pixels: PixelSpec) -> Recipe:
+  """The networks of `config.model`, one Adam per network (the original's), `config.loss.lambda_l1`."""
+  def adam():
+    return optax.adam(learning_rate_schedule(config), b1=config.optimizer.b1, b2=config.optimizer.b2, eps=1e-8)
+  return Recipe(make_generator(config.model), make_discriminator(config.model), adam(), adam(),
+                float(config.loss.lambda_l1), pixels)

@@ -1,0 +1,63 @@
+"""The training state: both networks, their BatchNorm statistics, optimizers, RNG and the NaN/Inf flag.
+
+A fresh state follows the original's initialisation; `abstract_state` describes it for restoring a
+checkpoint onto any mesh.
+"""
+
+import functools
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from sar2optical.training import mesh as mesh_lib
+from sar2optical.training.recipe import Recipe
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a resumed run needs besides the data iterator: both networks and optimizers."""
+  step: jax.Array
+  g_params: Any
+  g_stats: Any
+  d_params: Any
+  d_stats: Any
+  g_opt_state: Any
+  d_opt_state: Any
+  rng: jax.Array
+  # The first step whose losses or gradients were NaN or Inf, 0 while all were finite: kept on the
+  # device so that checking it costs no host sync per step (the loop reads it at log and
+  # checkpoint boundaries, and never saves a state where it is set).
+  nonfinite_step: jax.Array
+
+
+def init_state(recipe: Recipe, rng: jax.Array, image_size: int, in_channels: int) -> TrainState:
+  """Fresh state: N(0, 0.02) conv kernels, N(1, 0.02) BatchNorm scales, zero biases."""
+  g_key, d_key, rng = jax.random.split(rng, 3)
+  sar = jnp.zeros((1, image_size, image_size, in_channels), jnp.float32)
+  optical = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+  g_vars = recipe.generator.init(g_key, sar, train=False)
+  d_vars = recipe.discriminator.init(d_key, sar, optical, train=False)
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      g_params=g_vars["params"], g_stats=g_vars.get("batch_stats", {}),
+      d_params=d_vars["params"], d_stats=d_vars.get("batch_stats", {}),
+      g_opt_state=recipe.g_optimizer.init(g_vars["params"]),
+      d_opt_state=recipe.d_optimizer.init(d_vars["params"]),
+      rng=rng, nonfinite_step=jnp.zeros((), jnp.int32))
+
+
+def create_state(recipe: Recipe, mesh: jax.sharding.Mesh, seed: int, image_size: int,
+                 in_channels: int) -> TrainState:
+  """A fresh state, initialised directly into its replicated sharding."""
+  init = functools.partial(init_state, recipe, image_size=image_size, in_channels=in_channels)
+  return jax.jit(init, out_shardings=mesh_lib.replicated(mesh))(jax.random.PRNGKey(seed))
+
+
+def abstract_state(recipe: Recipe, mesh: jax.sharding.Mesh, image_size: int, in_channels: int) -> TrainState:
+  """Shapes, dtypes and shardings of the state, for restoring a checkpoint onto `mesh`."""
+  init = functools.partial(init_state, recipe, image_size=image_size, in_channels=in_channels)
+  shapes = jax.eval_shape(init, jax.random.PRNGKey(0))
+  sharding = mesh_lib.replicated(mesh)
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
