@@ -70,8 +70,8 @@ def _tfds(data: ml_collections.ConfigDict, workdir: pathlib.Path, record: bool) 
   train = open_split("train")
   if record:
     _record(workdir, train.split_file)
-  return RunData(train.split_file, train.description.replace(" train in ", " in "),
-                 lambda name: train if name == "train" else open_split(name))
+  where = f"the sen1_2/{data.tfds_config} build in {data.tfds_data_dir or 'the TFDS default folder'}"
+  return RunData(train.split_file, where, lambda name: train if name == "train" else open_split(name))
 
 
 def _folder(data: ml_collections.ConfigDict, workdir: pathlib.Path, seed: int, record: bool) -> RunData:
