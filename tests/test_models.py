@@ -162,7 +162,7 @@ def test_training_step_equals_pytorch(torch_reference):
       d_params=d_vars["params"], d_stats=d_vars["batch_stats"], g_opt_state=model.g_optimizer.init(g_vars["params"]),
       d_opt_state=model.d_optimizer.init(d_vars["params"]), rng=jax.random.PRNGKey(0),
       nonfinite_step=jnp.zeros((), jnp.int32))
-  new_state, metrics = jax.jit(lambda s, b: step_lib.train_step(s, b, model=model))(
+  new_state, metrics = jax.jit(lambda s, b: step_lib.train_step(s, b, recipe=model))(
       state, {"sar": sar_u8, "optical": optical_u8})
 
   to_torch = lambda a: torch.from_numpy(np.asarray(PixelSpec().to_model(a)).transpose(0, 3, 1, 2).copy())
