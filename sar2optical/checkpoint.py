@@ -6,10 +6,8 @@ complete, so a half-written checkpoint is never taken as the latest.
 """
 
 import json
-import os
 import pathlib
 import sys
-import time
 from typing import Any
 
 import grain
@@ -25,10 +23,6 @@ from sar2optical.pixels import PixelSpec
 _DATA_ITEM = "data"  # Orbax writes each item to <step>/<item name>/
 BEST_METRIC = "val_psnr"  # the checkpoint with the highest value is kept whatever `keep` says
 BEST_FILE = "best.json"  # in the checkpoint folder: {"step", "val_psnr"} of the best checkpoint
-# Tests only: "<step>:<marker file>" makes the save of that step create the marker and hang while
-# the checkpoint is half written (its temporary folder exists, the model state is not yet in it),
-# so that a test can kill the process there.
-PAUSE_IN_SAVE_ENV = "SAR2OPTICAL_TEST_PAUSE_IN_SAVE"
 
 
 def checkpoint_dir(workdir: str | pathlib.Path) -> pathlib.Path:
@@ -68,7 +62,7 @@ class Checkpoints:
     """
     items = {"state": ocp.args.StandardSave(state), "metadata": ocp.args.JsonSave(metadata)}
     if data_iterator is not None:
-      items[_DATA_ITEM] = grain.checkpoint.CheckpointSave(_pausing_in_test(step, data_iterator))
+      items[_DATA_ITEM] = grain.checkpoint.CheckpointSave(data_iterator)
     metrics = None if val_psnr is None else {BEST_METRIC: float(val_psnr)}
     self._manager.save(step, args=ocp.args.Composite(**items), metrics=metrics)
     best = self.best()
@@ -152,30 +146,6 @@ def _silence_orphaned_reads() -> None:
 
   hook.drops_orphaned_reads = True
   sys.unraisablehook = hook
-
-
-class _HangingIterator(grain.DatasetIterator):
-  """The test hook of PAUSE_IN_SAVE_ENV: Orbax asks it for its state inside the save; it never answers."""
-
-  def __init__(self, marker: pathlib.Path):
-    super().__init__()
-    self._marker = marker
-
-  def __next__(self):
-    raise StopIteration
-
-  def get_state(self) -> dict[str, Any]:
-    self._marker.write_text("saving\n")
-    while True:
-      time.sleep(60)
-
-  def set_state(self, state: dict[str, Any]) -> None:
-    raise NotImplementedError
-
-
-def _pausing_in_test(step: int, data_iterator: grain.DatasetIterator) -> grain.DatasetIterator:
-  pause_step, _, marker = os.environ.get(PAUSE_IN_SAVE_ENV, "").partition(":")
-  return _HangingIterator(pathlib.Path(marker)) if pause_step == str(step) else data_iterator
 
 
 def make_metadata(config: ml_collections.ConfigDict, pixels: PixelSpec, step: int) -> dict[str, Any]:

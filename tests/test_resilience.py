@@ -34,6 +34,19 @@ def start(args: list[str], **env: str) -> subprocess.Popen:
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def hanging_in_save(where: str, step: int, marker: pathlib.Path, train: list[str]) -> list[str]:
+  """`train` (a command()) run by tests/hang_in_save.py: it hangs inside the save of `step` ("data" or "commit")."""
+  return [sys.executable, "tests/hang_in_save.py", where, str(step), str(marker), *train[2:]]
+
+
+def wait_for(marker: pathlib.Path, process: subprocess.Popen) -> None:
+  """Returns once `marker` exists (the save hangs); fails if `process` ends first or after 5 minutes."""
+  deadline = time.monotonic() + 300
+  while not marker.exists():
+    assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-3000:]
+    time.sleep(0.1)
+
+
 def read_until(process: subprocess.Popen, pattern: str) -> str:
   """The stderr of `process` up to and including the first line matching `pattern`."""
   seen = []
@@ -60,12 +73,9 @@ def straight_run(demo_root, tmp_path_factory) -> pathlib.Path:
 
 def test_sigkill_inside_a_save_and_between_saves_then_resume_is_bitwise_identical(demo_root, straight_run, tmp_path):
   workdir, marker = tmp_path / "killed", tmp_path / "saving"
-  # Kill 1: inside the save of step 4 (the hook hangs there once the checkpoint's temporary folder exists).
-  process = start(command(workdir, demo_root), **{checkpoint.PAUSE_IN_SAVE_ENV: f"4:{marker}"})
-  deadline = time.monotonic() + 300
-  while not marker.exists():
-    assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-3000:]
-    time.sleep(0.1)
+  # Kill 1: inside the save of step 4 (the wrapper hangs there once the checkpoint's temporary folder exists).
+  process = start(hanging_in_save("data", 4, marker, command(workdir, demo_root)))
+  wait_for(marker, process)
   half_written = [path.name for path in (workdir / "checkpoints").iterdir() if path.name.startswith("4.")]
   assert half_written and "tmp" in half_written[0], half_written
   process.kill()
