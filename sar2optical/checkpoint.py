@@ -1,11 +1,14 @@
-"""Orbax checkpoints in `WORKDIR/checkpoints/<step>/`: train state, data iterator and metadata.
+"""Orbax checkpoints in `WORKDIR/checkpoints/<step>/`: train state, data iterator, metadata and metrics.
 
 The metadata item holds what a user needs to reproduce or use a result: the config, the pixel
-mapping and the step. Orbax writes each step to a temporary directory and renames it when
-complete, so a half-written checkpoint is never taken as the latest.
+mapping and the step. The metrics item (Orbax's own) holds the step's validation PSNR when
+validation ran; it is the one source of the best checkpoint.
+Orbax writes each step to a temporary directory and renames it when complete, so a half-written
+checkpoint is never taken as the latest, nor as the best.
 """
 
 import json
+import math
 import pathlib
 import sys
 from typing import Any
@@ -22,7 +25,8 @@ from sar2optical.pixels import PixelSpec
 
 _DATA_ITEM = "data"  # Orbax writes each item to <step>/<item name>/
 BEST_METRIC = "val_psnr"  # the checkpoint with the highest value is kept whatever `keep` says
-BEST_FILE = "best.json"  # in the checkpoint folder: {"step", "val_psnr"} of the best checkpoint
+# In the checkpoint folder, for people: {"step", "val_psnr"} of best(), rewritten once steps are committed.
+BEST_FILE = "best.json"
 
 
 def checkpoint_dir(workdir: str | pathlib.Path) -> pathlib.Path:
@@ -40,12 +44,13 @@ class Checkpoints:
                             "(train first with: python train.py --config=... --workdir=...)")
     policy = None if keep is None else ocp.checkpoint_managers.AnyPreservationPolicy([
         ocp.checkpoint_managers.LatestN(keep),
-        ocp.checkpoint_managers.BestN(get_metric_fn=lambda metrics: metrics[BEST_METRIC], n=1,
-                                      keep_checkpoints_without_metrics=False)])
+        ocp.checkpoint_managers.BestN(get_metric_fn=_score, n=1, keep_checkpoints_without_metrics=False)])
+    # `best_fn` makes Orbax write each step's metrics into the step (it ranks nothing: `policy` decides).
     # A killed save leaves a temporary folder that is never taken as a step; new managers delete it.
-    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=create, enable_async_checkpointing=True,
-                                           cleanup_tmp_directories=create)
+    options = ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=_score, create=create,
+                                           enable_async_checkpointing=True, cleanup_tmp_directories=create)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._saved = False
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -57,22 +62,42 @@ class Checkpoints:
            metadata: dict[str, Any], val_psnr: float | None = None) -> None:
     """Saves `state` and `metadata`, and the iterator's position unless it is None (a converted model).
 
-    With `val_psnr`, the checkpoint competes for best: the best one is never deleted and is named in
-    `checkpoints/best.json`.
+    With `val_psnr`, the checkpoint competes for best: it goes into the step's Orbax metrics, and the
+    best one is never deleted. Orbax waits for the previous save before starting this one, so on return
+    every step but this one is committed, and `checkpoints/best.json` is rewritten from them.
     """
     items = {"state": ocp.args.StandardSave(state), "metadata": ocp.args.JsonSave(metadata)}
     if data_iterator is not None:
       items[_DATA_ITEM] = grain.checkpoint.CheckpointSave(data_iterator)
-    metrics = None if val_psnr is None else {BEST_METRIC: float(val_psnr)}
+    metrics = {} if val_psnr is None else {BEST_METRIC: float(val_psnr)}  # {}: ranks last, and Orbax does not warn
     self._manager.save(step, args=ocp.args.Composite(**items), metrics=metrics)
-    best = self.best()
-    if val_psnr is not None and jax.process_index() == 0 and (best is None or val_psnr > best[BEST_METRIC]):
-      (self.directory / BEST_FILE).write_text(json.dumps({"step": step, BEST_METRIC: float(val_psnr)}) + "\n")
+    self._saved = True
+    self._record_best()
 
   def best(self) -> dict[str, float] | None:
-    """{"step", "val_psnr"} of the best checkpoint so far, or None before any validation."""
-    path = self.directory / BEST_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    """{"step", "val_psnr"} of the committed checkpoint with the highest validation PSNR; None if none has one.
+
+    Read from the steps' Orbax metrics in their final folders: a save in flight, or killed, is not
+    counted, nor is a step that a save in flight will delete. Ties go to the later step, as in BestN.
+    """
+    scored = [(metrics[BEST_METRIC], step) for step in self._manager.all_steps()
+              if BEST_METRIC in (metrics := self._manager.metrics(step) or {})]
+    if not scored:
+      return None
+    val_psnr, step = max(scored)
+    return {"step": step, BEST_METRIC: val_psnr}
+
+  def _record_best(self) -> None:
+    """Writes best() to `best.json` (or removes it when None), atomically, on process 0 only."""
+    if jax.process_index() != 0:
+      return
+    path, best = self.directory / BEST_FILE, self.best()
+    if best is None:
+      path.unlink(missing_ok=True)
+      return
+    partial = path.with_name(BEST_FILE + ".partial")
+    partial.write_text(json.dumps(best) + "\n")
+    partial.replace(path)
 
   def has_data_iterator(self, step: int) -> bool:
     """Whether the checkpoint at `step` holds a data iterator's position (converted ones do not)."""
@@ -120,10 +145,19 @@ class Checkpoints:
     return step
 
   def wait(self) -> None:
+    """Blocks until every save is committed (and the steps it drops deleted); then rewrites best.json."""
     self._manager.wait_until_finished()
+    if self._saved:
+      self._record_best()
 
   def close(self) -> None:
+    self.wait()
     self._manager.close()
+
+
+def _score(metrics: dict[str, float]) -> float:
+  """The rank of a step for BestN: its validation PSNR; -inf for a step saved without validation."""
+  return metrics.get(BEST_METRIC, -math.inf)
 
 
 def _silence_orphaned_reads() -> None:

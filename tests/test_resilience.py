@@ -1,5 +1,6 @@
-"""A run is never lost: SIGKILL at two points, SIGTERM and SIGINT, NaN losses, config changes on resume."""
+"""A run is never lost: SIGKILL at three points, SIGTERM and SIGINT, NaN losses, config changes on resume."""
 
+import json
 import os
 import pathlib
 import re
@@ -95,6 +96,29 @@ def test_sigkill_inside_a_save_and_between_saves_then_resume_is_bitwise_identica
   straight, resumed = saved_state(straight_run), saved_state(workdir)
   assert int(straight.step) == int(resumed.step) == STEPS
   jax.tree.map(np.testing.assert_array_equal, straight, resumed)  # params, BatchNorm stats, Adam, RNG
+
+
+def test_sigkill_inside_the_save_of_a_new_best_then_eval_best_scores_a_committed_step(demo_root, tmp_path):
+  """Validation at steps 3 and 6; SIGKILL while step 6, a new best, is written but not committed.
+
+  The best is then step 3, the best committed step: eval.py --steps=best scores it.
+  """
+  workdir, marker, scores = tmp_path / "killed", tmp_path / "saving", tmp_path / "best.json"
+  process = start(hanging_in_save("commit", 6, marker, command(workdir, demo_root, "--config.eval_every_steps=3")))
+  wait_for(marker, process)
+  process.kill()
+  process.wait()
+  logged = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  val_psnr = {entry["step"]: entry["val_psnr"] for entry in logged if "val_psnr" in entry}
+  assert sorted(val_psnr) == [3, 6] and val_psnr[6] > val_psnr[3], val_psnr  # step 6 was a new best
+  assert not (workdir / "checkpoints" / "6").exists()
+
+  status, log = finish(start([sys.executable, "eval.py", f"--workdir={workdir}", "--steps=best", "--split=val",
+                              f"--output_json={scores}"]))
+  assert status == 0, log[-3000:]
+  result = json.loads(scores.read_text())
+  assert result["step"] == 3 and (workdir / "checkpoints" / "3").is_dir()
+  assert result["overall"]["psnr"]["mean"] == pytest.approx(val_psnr[3], abs=1e-4)
 
 
 def test_sigterm_saves_the_current_step_and_exits_then_resume_is_bitwise_identical(demo_root, straight_run,
