@@ -1,12 +1,13 @@
 """Orbax checkpoints in `WORKDIR/checkpoints/<step>/`: train state, data iterator, metadata and metrics.
 
 The metadata item holds what a user needs to reproduce or use a result: the config, the pixel
-mapping and the step. The metrics item (Orbax's own) holds the step's validation PSNR when
-validation ran; it is the one source of the best checkpoint.
+mapping, the step and the versions of the packages that wrote it. The metrics item (Orbax's own)
+holds the step's validation PSNR when validation ran; it is the one source of the best checkpoint.
 Orbax writes each step to a temporary directory and renames it when complete, so a half-written
 checkpoint is never taken as the latest, nor as the best.
 """
 
+import importlib.metadata
 import json
 import math
 import pathlib
@@ -18,6 +19,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+import sar2optical
 from sar2optical import configuration
 from sar2optical.errors import CheckpointError, ConfigError
 from sar2optical.pixels import PixelSpec
@@ -27,6 +29,7 @@ _DATA_ITEM = "data"  # Orbax writes each item to <step>/<item name>/
 BEST_METRIC = "val_psnr"  # the checkpoint with the highest value is kept whatever `keep` says
 # In the checkpoint folder, for people: {"step", "val_psnr"} of best(), rewritten once steps are committed.
 BEST_FILE = "best.json"
+_VERSIONED = ("jax", "flax", "orbax-checkpoint")  # with sar2optical: the packages a checkpoint's format depends on
 
 
 def checkpoint_dir(workdir: str | pathlib.Path) -> pathlib.Path:
@@ -123,8 +126,20 @@ class Checkpoints:
     except Exception as error:  # Orbax and TensorStore raise ValueError, OSError, KeyError, ... for damaged files
       reason = " ".join(str(error).split("[tensorstore_spec")[0].split())[:300]
       raise CheckpointError(f"the checkpoint {self.directory / str(step)} cannot be read: it is damaged, "
-                            f"incomplete or from an incompatible version ({type(error).__name__}: {reason}); delete "
-                            f"that folder to use the one before it (steps: {self.all_steps()})") from error
+                            f"incomplete or from an incompatible version ({self._versions_note(step, items)}; "
+                            f"{type(error).__name__}: {reason}); delete that folder to use the one before it "
+                            f"(steps: {self.all_steps()})") from error
+
+  def _versions_note(self, step: int, items: dict[str, Any]) -> str:
+    """'written by <versions>; read by <versions>', the first from the step's metadata where it is readable."""
+    written = "unknown versions"
+    if "metadata" not in items:  # else the metadata item is what failed
+      try:
+        metadata = self._manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))["metadata"]
+        written = _format_versions(metadata["versions"]) if "versions" in metadata else "versions not recorded"
+      except Exception:  # pylint: disable=broad-except (whatever fails, the versions are unknown)
+        pass
+    return f"written by {written}; read by {_format_versions(versions())}"
 
   def resolve_step(self, step: str | int) -> int:
     """'latest', 'best' or a step number → an existing step; CheckpointError naming what exists otherwise."""
@@ -160,6 +175,15 @@ def _score(metrics: dict[str, float]) -> float:
   return metrics.get(BEST_METRIC, -math.inf)
 
 
+def versions() -> dict[str, str]:
+  """{package: version} of sar2optical and the packages whose formats a checkpoint depends on."""
+  return {"sar2optical": sar2optical.__version__, **{name: importlib.metadata.version(name) for name in _VERSIONED}}
+
+
+def _format_versions(recorded: dict[str, str]) -> str:
+  return ", ".join(f"{name} {version}" for name, version in recorded.items())
+
+
 def _silence_orphaned_reads() -> None:
   """Silences the reads a failed restore leaves behind, and only those.
 
@@ -183,7 +207,8 @@ def _silence_orphaned_reads() -> None:
 
 
 def make_metadata(config: ml_collections.ConfigDict, pixels: PixelSpec, step: int) -> dict[str, Any]:
-  return {"step": step, "config": config.to_dict(), "pixels": pixels.to_dict()}
+  """The metadata item: step, config, pixel mapping and the versions() that write the checkpoint."""
+  return {"step": step, "config": config.to_dict(), "pixels": pixels.to_dict(), "versions": versions()}
 
 
 def write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
