@@ -1,15 +1,17 @@
-"""Orbax checkpoints in `WORKDIR/checkpoints/<step>/`: train state, data iterator and metadata.
+"""Orbax checkpoints in `WORKDIR/checkpoints/<step>/`: train state, data iterator, metadata and metrics.
 
 The metadata item holds what a user needs to reproduce or use a result: the config, the pixel
-mapping and the step. Orbax writes each step to a temporary directory and renames it when
-complete, so a half-written checkpoint is never taken as the latest.
+mapping, the step and the versions of the packages that wrote it. The metrics item (Orbax's own)
+holds the step's validation PSNR when validation ran; it is the one source of the best checkpoint.
+Orbax writes each step to a temporary directory and renames it when complete, so a half-written
+checkpoint is never taken as the latest, nor as the best.
 """
 
+import importlib.metadata
 import json
-import os
+import math
 import pathlib
 import sys
-import time
 from typing import Any
 
 import grain
@@ -17,6 +19,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+import sar2optical
 from sar2optical import configuration
 from sar2optical.errors import CheckpointError, ConfigError
 from sar2optical.pixels import PixelSpec
@@ -24,11 +27,9 @@ from sar2optical.pixels import PixelSpec
 
 _DATA_ITEM = "data"  # Orbax writes each item to <step>/<item name>/
 BEST_METRIC = "val_psnr"  # the checkpoint with the highest value is kept whatever `keep` says
-BEST_FILE = "best.json"  # in the checkpoint folder: {"step", "val_psnr"} of the best checkpoint
-# Tests only: "<step>:<marker file>" makes the save of that step create the marker and hang while
-# the checkpoint is half written (its temporary folder exists, the model state is not yet in it),
-# so that a test can kill the process there.
-PAUSE_IN_SAVE_ENV = "SAR2OPTICAL_TEST_PAUSE_IN_SAVE"
+# In the checkpoint folder, for people: {"step", "val_psnr"} of best(), rewritten once steps are committed.
+BEST_FILE = "best.json"
+_VERSIONED = ("jax", "flax", "orbax-checkpoint")  # with sar2optical: the packages a checkpoint's format depends on
 
 
 def checkpoint_dir(workdir: str | pathlib.Path) -> pathlib.Path:
@@ -46,12 +47,13 @@ class Checkpoints:
                             "(train first with: python train.py --config=... --workdir=...)")
     policy = None if keep is None else ocp.checkpoint_managers.AnyPreservationPolicy([
         ocp.checkpoint_managers.LatestN(keep),
-        ocp.checkpoint_managers.BestN(get_metric_fn=lambda metrics: metrics[BEST_METRIC], n=1,
-                                      keep_checkpoints_without_metrics=False)])
+        ocp.checkpoint_managers.BestN(get_metric_fn=_score, n=1, keep_checkpoints_without_metrics=False)])
+    # `best_fn` makes Orbax write each step's metrics into the step (it ranks nothing: `policy` decides).
     # A killed save leaves a temporary folder that is never taken as a step; new managers delete it.
-    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=create, enable_async_checkpointing=True,
-                                           cleanup_tmp_directories=create)
+    options = ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=_score, create=create,
+                                           enable_async_checkpointing=True, cleanup_tmp_directories=create)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._saved = False
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -63,22 +65,42 @@ class Checkpoints:
            metadata: dict[str, Any], val_psnr: float | None = None) -> None:
     """Saves `state` and `metadata`, and the iterator's position unless it is None (a converted model).
 
-    With `val_psnr`, the checkpoint competes for best: the best one is never deleted and is named in
-    `checkpoints/best.json`.
+    With `val_psnr`, the checkpoint competes for best: it goes into the step's Orbax metrics, and the
+    best one is never deleted. Orbax waits for the previous save before starting this one, so on return
+    every step but this one is committed, and `checkpoints/best.json` is rewritten from them.
     """
     items = {"state": ocp.args.StandardSave(state), "metadata": ocp.args.JsonSave(metadata)}
     if data_iterator is not None:
-      items[_DATA_ITEM] = grain.checkpoint.CheckpointSave(_pausing_in_test(step, data_iterator))
-    metrics = None if val_psnr is None else {BEST_METRIC: float(val_psnr)}
+      items[_DATA_ITEM] = grain.checkpoint.CheckpointSave(data_iterator)
+    metrics = {} if val_psnr is None else {BEST_METRIC: float(val_psnr)}  # {}: ranks last, and Orbax does not warn
     self._manager.save(step, args=ocp.args.Composite(**items), metrics=metrics)
-    best = self.best()
-    if val_psnr is not None and jax.process_index() == 0 and (best is None or val_psnr > best[BEST_METRIC]):
-      (self.directory / BEST_FILE).write_text(json.dumps({"step": step, BEST_METRIC: float(val_psnr)}) + "\n")
+    self._saved = True
+    self._record_best()
 
   def best(self) -> dict[str, float] | None:
-    """{"step", "val_psnr"} of the best checkpoint so far, or None before any validation."""
-    path = self.directory / BEST_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    """{"step", "val_psnr"} of the committed checkpoint with the highest validation PSNR; None if none has one.
+
+    Read from the steps' Orbax metrics in their final folders: a save in flight, or killed, is not
+    counted, nor is a step that a save in flight will delete. Ties go to the later step, as in BestN.
+    """
+    scored = [(metrics[BEST_METRIC], step) for step in self._manager.all_steps()
+              if BEST_METRIC in (metrics := self._manager.metrics(step) or {})]
+    if not scored:
+      return None
+    val_psnr, step = max(scored)
+    return {"step": step, BEST_METRIC: val_psnr}
+
+  def _record_best(self) -> None:
+    """Writes best() to `best.json` (or removes it when None), atomically, on process 0 only."""
+    if jax.process_index() != 0:
+      return
+    path, best = self.directory / BEST_FILE, self.best()
+    if best is None:
+      path.unlink(missing_ok=True)
+      return
+    partial = path.with_name(BEST_FILE + ".partial")
+    partial.write_text(json.dumps(best) + "\n")
+    partial.replace(path)
 
   def has_data_iterator(self, step: int) -> bool:
     """Whether the checkpoint at `step` holds a data iterator's position (converted ones do not)."""
@@ -104,8 +126,20 @@ class Checkpoints:
     except Exception as error:  # Orbax and TensorStore raise ValueError, OSError, KeyError, ... for damaged files
       reason = " ".join(str(error).split("[tensorstore_spec")[0].split())[:300]
       raise CheckpointError(f"the checkpoint {self.directory / str(step)} cannot be read: it is damaged, "
-                            f"incomplete or from an incompatible version ({type(error).__name__}: {reason}); delete "
-                            f"that folder to use the one before it (steps: {self.all_steps()})") from error
+                            f"incomplete or from an incompatible version ({self._versions_note(step, items)}; "
+                            f"{type(error).__name__}: {reason}); delete that folder to use the one before it "
+                            f"(steps: {self.all_steps()})") from error
+
+  def _versions_note(self, step: int, items: dict[str, Any]) -> str:
+    """'written by <versions>; read by <versions>', the first from the step's metadata where it is readable."""
+    written = "unknown versions"
+    if "metadata" not in items:  # else the metadata item is what failed
+      try:
+        metadata = self._manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))["metadata"]
+        written = _format_versions(metadata["versions"]) if "versions" in metadata else "versions not recorded"
+      except Exception:  # pylint: disable=broad-except (whatever fails, the versions are unknown)
+        pass
+    return f"written by {written}; read by {_format_versions(versions())}"
 
   def resolve_step(self, step: str | int) -> int:
     """'latest', 'best' or a step number → an existing step; CheckpointError naming what exists otherwise."""
@@ -126,10 +160,28 @@ class Checkpoints:
     return step
 
   def wait(self) -> None:
+    """Blocks until every save is committed (and the steps it drops deleted); then rewrites best.json."""
     self._manager.wait_until_finished()
+    if self._saved:
+      self._record_best()
 
   def close(self) -> None:
+    self.wait()
     self._manager.close()
+
+
+def _score(metrics: dict[str, float]) -> float:
+  """The rank of a step for BestN: its validation PSNR; -inf for a step saved without validation."""
+  return metrics.get(BEST_METRIC, -math.inf)
+
+
+def versions() -> dict[str, str]:
+  """{package: version} of sar2optical and the packages whose formats a checkpoint depends on."""
+  return {"sar2optical": sar2optical.__version__, **{name: importlib.metadata.version(name) for name in _VERSIONED}}
+
+
+def _format_versions(recorded: dict[str, str]) -> str:
+  return ", ".join(f"{name} {version}" for name, version in recorded.items())
 
 
 def _silence_orphaned_reads() -> None:
@@ -154,32 +206,9 @@ def _silence_orphaned_reads() -> None:
   sys.unraisablehook = hook
 
 
-class _HangingIterator(grain.DatasetIterator):
-  """The test hook of PAUSE_IN_SAVE_ENV: Orbax asks it for its state inside the save; it never answers."""
-
-  def __init__(self, marker: pathlib.Path):
-    super().__init__()
-    self._marker = marker
-
-  def __next__(self):
-    raise StopIteration
-
-  def get_state(self) -> dict[str, Any]:
-    self._marker.write_text("saving\n")
-    while True:
-      time.sleep(60)
-
-  def set_state(self, state: dict[str, Any]) -> None:
-    raise NotImplementedError
-
-
-def _pausing_in_test(step: int, data_iterator: grain.DatasetIterator) -> grain.DatasetIterator:
-  pause_step, _, marker = os.environ.get(PAUSE_IN_SAVE_ENV, "").partition(":")
-  return _HangingIterator(pathlib.Path(marker)) if pause_step == str(step) else data_iterator
-
-
 def make_metadata(config: ml_collections.ConfigDict, pixels: PixelSpec, step: int) -> dict[str, Any]:
-  return {"step": step, "config": config.to_dict(), "pixels": pixels.to_dict()}
+  """The metadata item: step, config, pixel mapping and the versions() that write the checkpoint."""
+  return {"step": step, "config": config.to_dict(), "pixels": pixels.to_dict(), "versions": versions()}
 
 
 def write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:

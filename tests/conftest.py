@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from sar2optical.configs import quickstart
-from sar2optical.data import demo
+from sar2optical.data import demo, images
+from sar2optical.data.pairs import Pair
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -56,6 +57,19 @@ def demo_root(tmp_path_factory) -> pathlib.Path:
   root = tmp_path_factory.mktemp("demo")
   demo.generate(root, pairs_per_class=6, size=32, seed=0)
   return root
+
+
+def load_pair(root: pathlib.Path, pair: Pair, image_size: int | None, in_channels: int) -> dict[str, np.ndarray]:
+  """{"sar": uint8 (S, S, in_channels), "optical": uint8 (S, S, 3)} of `pair` under `root`, S = image_size.
+
+  The pipeline's decoding, checks and resizing without augmentation; None keeps the stored size,
+  in_channels 3 repeats the SAR band (as the original PyTorch checkpoints expect).
+  """
+  sar, optical = root / pair.s1, root / pair.s2
+  stored = images.check_pair(images.load_image(sar, "L", None), images.load_image(optical, "RGB", None), str(sar),
+                             str(optical))
+  fitted = {key: image if image_size is None else images.resize(image, image_size) for key, image in stored.items()}
+  return {"sar": images.repeat_band(fitted["sar"], in_channels), "optical": fitted["optical"]}
 
 
 def torch_state_dict(module) -> dict[str, np.ndarray]:

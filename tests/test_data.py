@@ -6,7 +6,7 @@ import pathlib
 import subprocess
 import sys
 
-from conftest import requires_sen12, SEN12_ROOT
+from conftest import load_pair, requires_sen12, SEN12_ROOT
 import numpy as np
 from PIL import Image
 import pytest
@@ -407,15 +407,15 @@ def test_load_image_resizes_and_converts(tmp_path):
 @requires_sen12
 def test_load_pair_replicates_sar_band():
   pair = pairs_lib.find_pairs(SEN12_ROOT)[0]
-  single = images.load_pair(SEN12_ROOT, pair, None, in_channels=1)
+  single = load_pair(SEN12_ROOT, pair, None, in_channels=1)
   assert single["sar"].shape == (256, 256, 1) and single["optical"].shape == (256, 256, 3)
   assert single["sar"].dtype == single["optical"].dtype == np.uint8
   assert single["sar"].std() > 1 and single["optical"].std() > 1
-  triple = images.load_pair(SEN12_ROOT, pair, 64, in_channels=3)
+  triple = load_pair(SEN12_ROOT, pair, 64, in_channels=3)
   assert triple["sar"].shape == (64, 64, 3) and triple["optical"].shape == (64, 64, 3)
   np.testing.assert_array_equal(triple["sar"], np.repeat(triple["sar"][..., :1], 3, axis=-1))
   np.testing.assert_array_equal(
-      triple["sar"][..., :1], images.load_pair(SEN12_ROOT, pair, 64, in_channels=1)["sar"])
+      triple["sar"][..., :1], load_pair(SEN12_ROOT, pair, 64, in_channels=1)["sar"])
 
 
 # Pipelines.

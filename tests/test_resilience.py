@@ -1,5 +1,6 @@
-"""A run is never lost: SIGKILL at two points, SIGTERM and SIGINT, NaN losses, config changes on resume."""
+"""A run is never lost: SIGKILL at three points, SIGTERM and SIGINT, NaN losses, config changes on resume."""
 
+import json
 import os
 import pathlib
 import re
@@ -35,6 +36,19 @@ def start(args: list[str], **env: str) -> subprocess.Popen:
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def hanging_in_save(where: str, step: int, marker: pathlib.Path, train: list[str]) -> list[str]:
+  """`train` (a command()) run by tests/hang_in_save.py: it hangs inside the save of `step` ("data" or "commit")."""
+  return [sys.executable, "tests/hang_in_save.py", where, str(step), str(marker), *train[2:]]
+
+
+def wait_for(marker: pathlib.Path, process: subprocess.Popen) -> None:
+  """Returns once `marker` exists (the save hangs); fails if `process` ends first or after 5 minutes."""
+  deadline = time.monotonic() + 300
+  while not marker.exists():
+    assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-3000:]
+    time.sleep(0.1)
+
+
 def read_until(process: subprocess.Popen, pattern: str) -> str:
   """The stderr of `process` up to and including the first line matching `pattern`."""
   seen = []
@@ -61,12 +75,9 @@ def straight_run(demo_root, tmp_path_factory) -> pathlib.Path:
 
 def test_sigkill_inside_a_save_and_between_saves_then_resume_is_bitwise_identical(demo_root, straight_run, tmp_path):
   workdir, marker = tmp_path / "killed", tmp_path / "saving"
-  # Kill 1: inside the save of step 4 (the hook hangs there once the checkpoint's temporary folder exists).
-  process = start(command(workdir, demo_root), **{checkpoint.PAUSE_IN_SAVE_ENV: f"4:{marker}"})
-  deadline = time.monotonic() + 300
-  while not marker.exists():
-    assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-3000:]
-    time.sleep(0.1)
+  # Kill 1: inside the save of step 4 (the wrapper hangs there once the checkpoint's temporary folder exists).
+  process = start(hanging_in_save("data", 4, marker, command(workdir, demo_root)))
+  wait_for(marker, process)
   half_written = [path.name for path in (workdir / "checkpoints").iterdir() if path.name.startswith("4.")]
   assert half_written and "tmp" in half_written[0], half_written
   process.kill()
@@ -86,6 +97,29 @@ def test_sigkill_inside_a_save_and_between_saves_then_resume_is_bitwise_identica
   straight, resumed = saved_state(straight_run), saved_state(workdir)
   assert int(straight.step) == int(resumed.step) == STEPS
   jax.tree.map(np.testing.assert_array_equal, straight, resumed)  # params, BatchNorm stats, Adam, RNG
+
+
+def test_sigkill_inside_the_save_of_a_new_best_then_eval_best_scores_a_committed_step(demo_root, tmp_path):
+  """Validation at steps 3 and 6; SIGKILL while step 6, a new best, is written but not committed.
+
+  The best is then step 3, the best committed step: eval.py --steps=best scores it.
+  """
+  workdir, marker, scores = tmp_path / "killed", tmp_path / "saving", tmp_path / "best.json"
+  process = start(hanging_in_save("commit", 6, marker, command(workdir, demo_root, "--config.eval_every_steps=3")))
+  wait_for(marker, process)
+  process.kill()
+  process.wait()
+  logged = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  val_psnr = {entry["step"]: entry["val_psnr"] for entry in logged if "val_psnr" in entry}
+  assert sorted(val_psnr) == [3, 6] and val_psnr[6] > val_psnr[3], val_psnr  # step 6 was a new best
+  assert not (workdir / "checkpoints" / "6").exists()
+
+  status, log = finish(start([sys.executable, "eval.py", f"--workdir={workdir}", "--steps=best", "--split=val",
+                              f"--output_json={scores}"]))
+  assert status == 0, log[-3000:]
+  result = json.loads(scores.read_text())
+  assert result["step"] == 3 and (workdir / "checkpoints" / "3").is_dir()
+  assert result["overall"]["psnr"]["mean"] == pytest.approx(val_psnr[3], abs=1e-4)
 
 
 def test_sigterm_saves_the_current_step_and_exits_then_resume_is_bitwise_identical(demo_root, straight_run,

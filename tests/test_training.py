@@ -8,11 +8,10 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import REPO, SEN12_ROOT, requires_sen12, saved_state, tiny_config
+from conftest import REPO, SEN12_ROOT, load_pair, requires_sen12, saved_state, tiny_config
 
 from sar2optical import configuration
 from sar2optical.data import pairs as pairs_lib
-from sar2optical.data.images import load_pair
 from sar2optical.errors import ConfigError
 from sar2optical.pixels import PixelSpec
 from sar2optical.training import mesh as mesh_lib

@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from sar2optical.data.pairs import Pair
 from sar2optical.errors import ConfigError, DataError
 
 _CHANNELS = {"L": 1, "RGB": 3}
@@ -112,25 +111,3 @@ def _decode_with_pillow(data: bytes, mode: str, name: str) -> np.ndarray:
   _refuse(name, bits=bits, alpha=alpha)
   return np.asarray(converted, dtype=np.uint8).reshape(converted.height, converted.width, _CHANNELS[mode])
 
-
-def load_pair(
-    root: str | os.PathLike[str],
-    pair: Pair,
-    image_size: int | None,
-    in_channels: int,
-) -> dict[str, np.ndarray]:
-  """Returns {"sar": uint8 (S, S, in_channels), "optical": uint8 (S, S, 3)} for `pair`.
-
-  Args:
-    root: data root that `pair`'s paths are relative to.
-    pair: the pair to load.
-    image_size: side length S of both images; None keeps the stored size.
-    in_channels: 1, or 3 to repeat the SAR band (as the original PyTorch checkpoints expect).
-  """
-  if in_channels not in (1, 3):
-    raise ConfigError(f"in_channels must be 1 or 3, got {in_channels}")
-  root = pathlib.Path(root)
-  stored = check_pair(load_image(root / pair.s1, "L", None), load_image(root / pair.s2, "RGB", None),
-                      str(root / pair.s1), str(root / pair.s2))
-  fitted = {key: image if image_size is None else resize(image, image_size) for key, image in stored.items()}
-  return {"sar": repeat_band(fitted["sar"], in_channels), "optical": fitted["optical"]}

@@ -1,0 +1,103 @@
+"""Checkpoints in-process: the best is read from committed steps only, and outlives restarts; versions."""
+
+import asyncio
+import json
+import threading
+
+import jax
+import numpy as np
+import pytest
+from conftest import tiny_config
+from orbax.checkpoint.path import atomicity
+
+import sar2optical
+from sar2optical import checkpoint
+from sar2optical.errors import CheckpointError
+from sar2optical.pixels import PixelSpec
+
+STATE = {"w": np.arange(4, dtype=np.float32)}
+ABSTRACT = {"w": jax.ShapeDtypeStruct((4,), np.float32)}
+
+
+def save(checkpoints: checkpoint.Checkpoints, step: int, val_psnr: float | None = None, **metadata) -> None:
+  checkpoints.save(step, STATE, None, {"step": step, "versions": checkpoint.versions(), **metadata}, val_psnr=val_psnr)
+
+
+def recorded_best(workdir) -> dict[str, float]:
+  return json.loads((checkpoint.checkpoint_dir(workdir) / checkpoint.BEST_FILE).read_text())
+
+
+def test_best_ignores_a_step_that_is_not_committed(tmp_path, monkeypatch):
+  """Step 2, a new best, is held just before Orbax renames its temporary folder: step 1 stays the best."""
+  release = threading.Event()
+  finalize = atomicity.AtomicRenameTemporaryPath.finalize
+
+  async def held(self, *args, **kwargs):
+    if self.get_final().name == "2":
+      await asyncio.to_thread(release.wait)
+    return await finalize(self, *args, **kwargs)
+
+  monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", held)
+  checkpoints = checkpoint.Checkpoints(tmp_path, keep=2)
+  try:
+    save(checkpoints, 1, val_psnr=10.0)
+    save(checkpoints, 2, val_psnr=20.0)  # returns once step 1 is committed; step 2 is held
+    assert checkpoints.all_steps() == [1, 2]
+    assert checkpoints.best() == {"step": 1, "val_psnr": 10.0} == recorded_best(tmp_path)
+    assert checkpoints.resolve_step("best") == 1
+    assert checkpoint.Checkpoints(tmp_path, create=False).best() == {"step": 1, "val_psnr": 10.0}  # as eval.py sees it
+  finally:
+    release.set()
+    checkpoints.wait()
+  assert checkpoints.best() == {"step": 2, "val_psnr": 20.0} == recorded_best(tmp_path)
+  checkpoints.close()
+
+
+def test_the_best_checkpoint_survives_a_restart(tmp_path):
+  """keep=1: the best step's metrics are committed with it, so a resumed run still keeps it."""
+  checkpoints = checkpoint.Checkpoints(tmp_path, keep=1)
+  save(checkpoints, 1, val_psnr=20.0)
+  save(checkpoints, 2, val_psnr=10.0)
+  checkpoints.close()
+  resumed = checkpoint.Checkpoints(tmp_path, keep=1)
+  save(resumed, 3)
+  resumed.close()
+  reader = checkpoint.Checkpoints(tmp_path, create=False)
+  assert reader.all_steps() == [1, 3]
+  assert reader.best() == {"step": 1, "val_psnr": 20.0} == recorded_best(tmp_path)
+
+
+def test_without_validation_there_is_no_best(tmp_path):
+  checkpoints = checkpoint.Checkpoints(tmp_path, keep=1)
+  save(checkpoints, 1)
+  checkpoints.close()
+  reader = checkpoint.Checkpoints(tmp_path, create=False)
+  assert reader.best() is None and not (reader.directory / checkpoint.BEST_FILE).exists()
+  with pytest.raises(CheckpointError, match="no best checkpoint .*validation never ran"):
+    reader.resolve_step("best")
+
+
+def test_an_unreadable_checkpoint_names_the_versions_that_wrote_and_read_it(tmp_path):
+  checkpoints = checkpoint.Checkpoints(tmp_path)
+  save(checkpoints, 1, versions={"sar2optical": "0.0.1", "jax": "0.4.1"})
+  checkpoints.close()
+  for path in (checkpoints.directory / "1" / "state").rglob("*"):
+    if path.is_file():
+      path.write_bytes(b"damaged")
+  reader = checkpoint.Checkpoints(tmp_path, create=False)
+  reading = f"; read by sar2optical {sar2optical.__version__}, jax {jax.__version__}, "
+  with pytest.raises(CheckpointError, match="cannot be read") as error:
+    reader.restore(1, ABSTRACT)
+  assert f"written by sar2optical 0.0.1, jax 0.4.1{reading}" in str(error.value), error.value
+  (checkpoints.directory / "1" / "metadata" / "metadata").write_text("{damaged")
+  with pytest.raises(CheckpointError) as error:
+    reader.metadata(1)
+  assert f"written by unknown versions{reading}" in str(error.value), error.value
+
+
+def test_metadata_records_the_versions():
+  recorded = checkpoint.make_metadata(tiny_config("unused"), PixelSpec(), 7)["versions"]
+  assert recorded == checkpoint.versions()
+  assert recorded["sar2optical"] == sar2optical.__version__ and recorded["jax"] == jax.__version__
+  assert {"flax", "orbax-checkpoint"} <= set(recorded)
+
