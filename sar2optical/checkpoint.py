@@ -83,12 +83,22 @@ class Checkpoints:
     Read from the steps' Orbax metrics in their final folders: a save in flight, or killed, is not
     counted, nor is a step that a save in flight will delete. Ties go to the later step, as in BestN.
     """
-    scored = [(metrics[BEST_METRIC], step) for step in self._manager.all_steps()
+    steps = self._manager.all_steps()
+    scored = [(metrics[BEST_METRIC], step) for step in steps
               if BEST_METRIC in (metrics := self._manager.metrics(step) or {})]
     if not scored:
-      return None
+      return self._best_of_old_workdir(steps)
     val_psnr, step = max(scored)
     return {"step": step, BEST_METRIC: val_psnr}
+
+  def _best_of_old_workdir(self, steps: list[int]) -> dict[str, float] | None:
+    """The `best.json` of a workdir written before the steps' metrics were saved, when it names a step that exists."""
+    path = self.directory / BEST_FILE
+    try:
+      recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+      return None
+    return recorded if isinstance(recorded, dict) and recorded.get("step") in steps else None
 
   def _record_best(self) -> None:
     """Writes best() to `best.json` (or removes it when None), atomically, on process 0 only."""

@@ -101,3 +101,19 @@ def test_metadata_records_the_versions():
   assert recorded["sar2optical"] == sar2optical.__version__ and recorded["jax"] == jax.__version__
   assert {"flax", "orbax-checkpoint"} <= set(recorded)
 
+
+
+def test_an_old_workdirs_best_json_is_honoured_while_it_names_a_step_there(tmp_path):
+  """Workdirs written before the steps carried their metrics have only best.json: eval.py --steps=best still works."""
+  checkpoints = checkpoint.Checkpoints(tmp_path, keep=3)
+  save(checkpoints, 1)
+  save(checkpoints, 2)
+  checkpoints.close()
+  best_file = checkpoint.checkpoint_dir(tmp_path) / checkpoint.BEST_FILE
+  best_file.write_text(json.dumps({"step": 1, "val_psnr": 17.5}) + "\n")
+  reader = checkpoint.Checkpoints(tmp_path, create=False)
+  assert reader.best() == {"step": 1, "val_psnr": 17.5} and reader.resolve_step("best") == 1
+  best_file.write_text(json.dumps({"step": 7, "val_psnr": 17.5}) + "\n")  # a step that is gone
+  with pytest.raises(CheckpointError, match="no best checkpoint"):
+    reader.resolve_step("best")
+  reader.close()
