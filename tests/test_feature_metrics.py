@@ -144,3 +144,25 @@ def test_lpips_equals_the_lpips_package(tmp_path, net):
   relative = np.max(np.abs(ours - theirs) / np.abs(theirs))
   print(f"LPIPS {net}: {theirs}, max relative difference {relative:.2e}")
   assert relative < 1e-4 and theirs.min() > 0.05
+
+
+def test_sar2optical_variant_equals_torchvision_inception_logits(tmp_path):
+  """--fid_variant=sar2optical: torchvision's Inception-v3 logits after Resize(342), CenterCrop(299), ImageNet Normalize."""
+  torch = pytest.importorskip("torch", reason="torch (optional test dependency) is not installed")
+  torchvision = pytest.importorskip("torchvision", reason="torchvision (test dependency) is not installed")
+  from torchvision.transforms import v2  # pylint: disable=g-import-not-at-top
+  model = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False, transform_input=True)
+  variance_preserving(torch, model, seed=2)
+  model.eval()
+  digest = save(torch, model.state_dict(), tmp_path / "inception.pth")
+  network, record = weights.fid_network("sar2optical", str(tmp_path / "inception.pth"), digest)
+  images = real_optical("grassland", 4)
+  ours = np.asarray(network(images))
+  transform = v2.Compose([v2.Resize(342), v2.CenterCrop(299), v2.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+  with torch.no_grad():
+    batch = transform(torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32) / 255))
+    theirs = model(batch).numpy()
+  relative = np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs))
+  print(f"sar2optical variant: logits {ours.shape}, max relative difference {relative:.2e}")
+  assert ours.shape == (4, 1000) and relative < 1e-4 and np.std(theirs, axis=0).mean() > 1e-3 * np.abs(theirs).mean()
+  assert not record["published_file"]
