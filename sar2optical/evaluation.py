@@ -6,6 +6,7 @@ not depend on the order a source stores them in.
 """
 
 import csv
+import dataclasses
 import json
 import pathlib
 import time
@@ -20,6 +21,7 @@ from tensorboardX import SummaryWriter
 from sar2optical import checkpoint, metrics, paths
 from sar2optical.data import resolve, sources
 from sar2optical.errors import ConfigError, DataError
+from sar2optical.feature_metrics import collect, weights
 from sar2optical.metric_writer import pair_grid
 from sar2optical.scoring import Evaluator, Scores
 from sar2optical.trained_generator import Mode, TrainedGenerator, load_generator
@@ -55,15 +57,55 @@ def training_mean_colour(evaluator: Evaluator, workdir: pathlib.Path, train_sour
   return colour, source
 
 
+@dataclasses.dataclass(frozen=True)
+class FeatureOptions:
+  """Which feature metrics to compute (FID/KID, LPIPS) and their weight files; None: environment variable or default."""
+  fid: bool = False
+  lpips: bool = False
+  fid_variant: str = "standard"
+  fid_weights: str | None = None
+  fid_weights_sha256: str | None = None
+  lpips_net: str = "alex"
+  lpips_weights: str | None = None
+  lpips_weights_sha256: str | None = None
+  lpips_backbone_weights: str | None = None
+  lpips_backbone_weights_sha256: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureNetworks:
+  """The checked networks (None when not asked for) and metrics.json's description of them."""
+  inception: object | None
+  lpips: object | None
+  description: dict
+
+
+def feature_networks(options: FeatureOptions) -> FeatureNetworks:
+  """Loads and checks the asked-for weights (before anything is written): CheckpointError naming a bad file."""
+  inception, fid_record = (weights.fid_network(options.fid_variant, options.fid_weights, options.fid_weights_sha256)
+                           if options.fid else (None, None))
+  lpips, lpips_record = (weights.lpips_network(options.lpips_net, options.lpips_weights, options.lpips_weights_sha256,
+                                               options.lpips_backbone_weights,
+                                               options.lpips_backbone_weights_sha256)
+                         if options.lpips else (None, None))
+  return FeatureNetworks(inception, lpips, collect.description(options.fid_variant if options.fid else None, fid_record,
+                                                               options.lpips_net if options.lpips else None,
+                                                               lpips_record))
+
+
 def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split: str = "test",
              steps: str = "latest", batch_size: int = 8, mode: Mode = "eval", output_dir: str | None = None,
              grid_pairs: int = 8, data_source: str = "folder", tfds_data_dir: str = "",
-             tfds_config: str = "pixels") -> list[dict]:
+             tfds_config: str = "pixels", features: FeatureOptions = FeatureOptions(),
+             save_images: bool = False) -> list[dict]:
   """Evaluates each requested checkpoint of `workdir`; writes metrics.json, per_image.csv and grid.png per step.
 
   The pairs are a split of a folder (`data_root`, default the config's) per WORKDIR/split.json, or
-  with `data_source="tfds"` a split of the sen1_2 TFDS build in `tfds_data_dir`.
+  with `data_source="tfds"` a split of the sen1_2 TFDS build in `tfds_data_dir`. With `features`,
+  FID/KID and LPIPS too; with `save_images`, the generated images in step_N/images/ (s1 paths) and
+  the targets' paths in step_N/targets.txt.
   """
+  networks = feature_networks(features) if features.fid or features.lpips else None
   workdir = pathlib.Path(workdir)
   checkpoints = checkpoint.Checkpoints(workdir, create=False)
   available = checkpoints.all_steps()
@@ -79,9 +121,11 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
                                       "root": data_root or generator.config.data.root,
                                       "tfds_data_dir": tfds_data_dir, "tfds_config": tfds_config})
     run_data = resolve.resolve(data, workdir, seed=generator.config.seed, record=False)
-    result, scores, names, labels = evaluate_step(generator, workdir, run_data, split, batch_size=batch_size,
-                                                  grid_pairs=grid_pairs)
     directory = output_root / f"step_{generator.step}"
+    result, scores, names, labels = evaluate_step(generator, workdir, run_data, split, batch_size=batch_size,
+                                                  grid_pairs=grid_pairs, networks=networks,
+                                                  images_dir=directory / "images" if save_images else None,
+                                                  data_root=pathlib.Path(data.root) if data_source == "folder" else None)
     write_outputs(directory, result, scores, names, labels)
     write_tensorboard(workdir, result)
     logging.info("Evaluated step %d on %d %s pairs (%.1f images/s); outputs in %s", generator.step, result["n"],
@@ -91,8 +135,14 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
 
 
 def evaluate_step(generator: TrainedGenerator, workdir: pathlib.Path, run_data: resolve.RunData, split: str, *,
-                  batch_size: int, grid_pairs: int) -> tuple[dict, Scores, list[str], list[str]]:
-  """metrics.json's content, the per-image scores, and the pairs' s1 paths and classes, for one generator."""
+                  batch_size: int, grid_pairs: int, networks: FeatureNetworks | None = None,
+                  images_dir: pathlib.Path | None = None,
+                  data_root: pathlib.Path | None = None) -> tuple[dict, Scores, list[str], list[str]]:
+  """metrics.json's content, the per-image scores, and the pairs' s1 paths and classes, for one generator.
+
+  With `networks`, LPIPS joins the per-image metrics (model and floors) and FID/KID entries join the
+  overall and per-class ones; with `images_dir`, the generated images are saved there as PNG.
+  """
   eval_source = resolve.in_name_order(run_data.source(split))
   if not len(eval_source):
     raise DataError(f"--split={split}: no pairs of {run_data.description} in that split of "
@@ -104,18 +154,66 @@ def evaluate_step(generator: TrainedGenerator, workdir: pathlib.Path, run_data: 
   evaluator = Evaluator(generator.recipe, image_size=generator.image_size, in_channels=generator.in_channels,
                         batch_size=batch_size, mode=generator.mode, seed=generator.config.seed)
   mean_colour, colour_source = training_mean_colour(evaluator, workdir, train_source, eval_source)
+  names, labels = zip(*(eval_source.name_and_label(i) for i in range(len(eval_source))))
+  collector = (collect.FeatureCollector(len(eval_source), networks.inception, networks.lpips,
+                                        np.round(mean_colour * 255)) if networks else None)
+  sinks = [sink for sink in (collector, image_saver(images_dir, names) if images_dir else None) if sink]
   start = time.perf_counter()
   scores = evaluator.score(generator.g_params, generator.g_stats, eval_source, mean_colour=mean_colour,
-                           grid_pairs=grid_pairs, progress_label=f"step {generator.step}")
+                           grid_pairs=grid_pairs, progress_label=f"step {generator.step}",
+                           on_batch=(lambda *batch: [sink(*batch) for sink in sinks]) if sinks else None)
+  if collector:
+    add_lpips(scores, collector)
   seconds = time.perf_counter() - start
-  names, labels = zip(*(eval_source.name_and_label(i) for i in range(len(eval_source))))
   floors = {name: metrics.aggregate(values, labels) for name, values in scores.floors.items()}
   if "mean_colour" in floors:
     floors["mean_colour"].update(mean_colour_rgb=mean_colour.tolist(), source=colour_source)
   result = {"step": generator.step, "mode": generator.mode, "split": split, **metrics.aggregate(scores.model, labels),
             "floors": floors, "batch_size": batch_size, "data": eval_source.description,
             "images_per_second": len(eval_source) / seconds, "config": generator.config.to_dict()}
+  if collector:
+    partner = metrics.derangement(len(labels), generator.config.seed) if scores.floors else None
+    add_set_distances(result, collector.set_distances(labels, partner))
+    result["feature_metrics"] = networks.description
+  if images_dir:
+    write_target_list(images_dir.parent / "targets.txt", eval_source, data_root)
   return result, scores, list(names), list(labels)
+
+
+def add_lpips(scores: Scores, collector: collect.FeatureCollector) -> None:
+  """LPIPS as one more per-image metric of the model and of the floors."""
+  if collector.lpips is None:
+    return
+  scores.model["lpips"] = collector.lpips_values["model"]
+  for floor, values in scores.floors.items():
+    values["lpips"] = collector.lpips_values[floor]
+
+
+def add_set_distances(result: dict, set_distances: dict) -> None:
+  """FID/KID entries beside the per-image metrics: `overall.fid`, `per_class.<c>.fid`, the floors' likewise."""
+  for owner, entries in set_distances.items():
+    target = result if owner == "model" else result["floors"][owner]
+    target["overall"].update(entries["overall"])
+    for label, entry in entries["per_class"].items():
+      target["per_class"][label].update(entry)
+
+
+def image_saver(images_dir: pathlib.Path, names: Sequence[str]):
+  """A batch sink writing each generated image as PNG at images_dir/<its s1 path, .png>."""
+  def save(index, valid, generated, target, other_target) -> None:
+    del target, other_target
+    for row, i in zip(np.flatnonzero(valid), index):
+      path = images_dir / pathlib.PurePosixPath(names[i]).with_suffix(".png")
+      path.parent.mkdir(parents=True, exist_ok=True)
+      Image.fromarray(generated[row]).save(path)
+  return save
+
+
+def write_target_list(path: pathlib.Path, source: sources.PairSource, data_root: pathlib.Path | None) -> None:
+  """The scored targets' files, one per line in scoring order; a TFDS build has no files: its records' names."""
+  lines = [str(data_root / source[i].s2) if data_root else f"tfds record of {source.name_and_label(i)[0]}"
+           for i in range(len(source))]
+  path.write_text("\n".join(lines) + "\n")
 
 
 def write_outputs(directory: pathlib.Path, result: dict, scores: Scores, names: Sequence[str],
@@ -125,9 +223,10 @@ def write_outputs(directory: pathlib.Path, result: dict, scores: Scores, names: 
   (directory / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
   with open(directory / "per_image.csv", "w", newline="") as file:
     writer = csv.writer(file, lineterminator="\n")
-    writer.writerow(["s1_path", "class", *metrics.METRICS])
+    columns = list(scores.model)  # metrics.METRICS, then lpips when computed
+    writer.writerow(["s1_path", "class", *columns])
     for i, (name, label) in enumerate(zip(names, labels)):
-      writer.writerow([name, label, *(f"{scores.model[m][i]:.6f}" for m in metrics.METRICS)])
+      writer.writerow([name, label, *(f"{scores.model[m][i]:.6f}" for m in columns)])
   if scores.grid_rows:
     Image.fromarray(pair_grid(scores.grid_rows)).save(directory / "grid.png")
 
@@ -136,20 +235,32 @@ def write_tensorboard(workdir: pathlib.Path, result: dict) -> None:
   """Overall metrics as TensorBoard scalars `eval_<split>/<metric>` at the checkpoint's step."""
   with SummaryWriter(str(workdir / "tensorboard")) as writer:
     for name, value in result["overall"].items():
-      writer.add_scalar(f"eval_{result['split']}/{name}", value["mean"], result["step"])
+      scalar = value["mean"] if "mean" in value else value["value"]  # per-image means; FID/KID values
+      if scalar is not None:
+        writer.add_scalar(f"eval_{result['split']}/{name}", scalar, result["step"])
 
 
 def format_table(result: dict) -> str:
-  """Rows per class and overall (mean ± std), then the floors' overall rows."""
-  header = f"{'':<22}{'n':>5}" + "".join(f"{m.upper():>18}" for m in metrics.METRICS)
+  """Rows per class and overall (mean ± std; FID and KID values when computed), then the floors' overall rows."""
+  per_image = [m for m in (*metrics.METRICS, "lpips") if m in result["overall"]]
+  per_set = [m for m in ("fid", "kid") if m in result["overall"]]
+  header = (f"{'':<22}{'n':>5}" + "".join(f"{m.upper():>18}" for m in per_image)
+            + "".join(f"{m.upper():>12}" for m in per_set))
   rows = [f"step {result['step']}  split {result['split']}  mode {result['mode']}", header]
 
+  def value(entry: dict | None) -> str:
+    return f"{'—' if entry is None or entry['value'] is None else format(entry['value'], '.4f'):>12}"
+
   def row(name: str, entry: dict) -> str:
-    return f"{name:<22}{entry['n']:>5}" + "".join(
-        f"{entry[m]['mean']:>10.4f} ± {entry[m]['std']:<6.4f}" for m in metrics.METRICS)
+    return (f"{name:<22}{entry['n']:>5}" + "".join(
+        f"{entry[m]['mean']:>10.4f} ± {entry[m]['std']:<6.4f}" if m in entry else f"{'—':>18}" for m in per_image)
+            + "".join(value(entry.get(m)) for m in per_set))
 
   rows += [row(label, entry) for label, entry in result["per_class"].items()]
   rows.append(row("overall", {"n": result["n"], **result["overall"]}))
   for name, floor in result["floors"].items():
     rows.append(row(f"floor: {name}", {"n": floor["n"], **floor["overall"]}))
+  warnings = sorted({w for entry in (result["overall"], *result["per_class"].values()) for m in per_set
+                     for w in entry.get(m, {}).get("warnings", [])})
+  rows += [f"warning: {w}" for w in warnings]
   return "\n".join(rows)

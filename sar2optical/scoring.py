@@ -5,6 +5,7 @@ target scored against another target of the same source (a seeded derangement).
 """
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -68,10 +69,11 @@ class Evaluator:
                                  batch_size=self.batch_size)
 
   def score(self, g_params: Any, g_stats: Any, source: sources.PairSource, *, mean_colour: np.ndarray | None = None,
-            grid_pairs: int = 0, progress_label: str = "") -> Scores:
+            grid_pairs: int = 0, progress_label: str = "", on_batch: Callable[..., None] | None = None) -> Scores:
     """Per-image metrics on `source` (in order); floors too when `mean_colour` is given (needs ≥ 2 pairs).
 
-    With a `progress_label`, a tqdm progress bar (images, rate, ETA) on stderr.
+    With a `progress_label`, a tqdm progress bar (images, rate, ETA) on stderr. `on_batch(index, valid,
+    generated, target, other_target)` sees each batch's uint8 images (other_target None without floors).
     """
     n = len(source)
     model_values = {name: np.zeros(n) for name in metrics.METRICS}
@@ -86,12 +88,15 @@ class Evaluator:
       valid, index = batch["valid"], batch["index"][batch["valid"]]
       for name in metrics.METRICS:
         model_values[name][index] = values[name][valid]
+      other_optical = next(others)["optical"] if with_floors else None
       if with_floors:
-        floors = jax.device_get(self._score_floors(batch["optical"], next(others)["optical"],
+        floors = jax.device_get(self._score_floors(batch["optical"], other_optical,
                                                    jnp.asarray(mean_colour, jnp.float32)))
         for floor in FLOORS:
           for name in metrics.METRICS:
             floor_values[floor][name][index] = floors[floor][name][valid]
+      if on_batch is not None:
+        on_batch(index, valid, np.asarray(self.recipe.pixels.to_uint8(fake)), batch["optical"], other_optical)
       for i in np.flatnonzero(valid)[:max(grid_pairs - len(grid_rows), 0)]:
         grid_rows.append((batch["sar"][i], self.recipe.pixels.to_uint8(fake[i]), batch["optical"][i]))
       progress.update(int(valid.sum()))

@@ -122,3 +122,34 @@ def file_digests(folder: pathlib.Path) -> dict[str, str]:
   """{path relative to `folder`: SHA-256} of every file below it: equal digests, nothing changed or went."""
   return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
           for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="session")
+def random_feature_weights(tmp_path_factory) -> dict[str, tuple[pathlib.Path, str]]:
+  """Random variance-preserving weight files: {"inception": pytorch-fid's names, "alexnet": torchvision's} → (path, SHA-256).
+
+  Kaiming-normal convs, BatchNorm the identity (scale 1, shift 0, running mean 0, variance 1), so the
+  features vary from image to image. Skips without torch/torchvision (test dependencies).
+  """
+  torch = pytest.importorskip("torch", reason="torch (optional test dependency) is not installed")
+  torchvision = pytest.importorskip("torchvision", reason="torchvision (test dependency) is not installed")
+  generator = torch.Generator().manual_seed(0)
+  networks = {"inception": torchvision.models.inception_v3(weights=None, num_classes=1008, aux_logits=False,
+                                                           init_weights=False),
+              "alexnet": torchvision.models.alexnet(weights=None)}
+  directory = tmp_path_factory.mktemp("feature_weights")
+  files = {}
+  with torch.no_grad():
+    for name, network in networks.items():
+      for m in network.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+          m.weight.copy_(torch.randn(m.weight.shape, generator=generator) * (2.0 / m.weight[0].numel()) ** 0.5)
+          if m.bias is not None:
+            m.bias.zero_()
+        elif isinstance(m, torch.nn.BatchNorm2d):
+          m.reset_running_stats()
+          m.weight.fill_(1)
+          m.bias.zero_()
+      torch.save(network.state_dict(), directory / f"{name}.pth")
+      files[name] = (directory / f"{name}.pth", hashlib.sha256((directory / f"{name}.pth").read_bytes()).hexdigest())
+  return files

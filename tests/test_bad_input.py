@@ -183,3 +183,32 @@ def test_a_corrupt_checkpoint_exits_2_from_eval(tiny_workdir, tmp_path):
   assert result.returncode == 2, result.stderr[-2000:]
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith("error: ") and str(workdir / "checkpoints" / "2") in last and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("case", ["missing", "wrong_sha256", "wrong_keys", "no_lpips_backbone"])
+def test_bad_feature_metric_weights_exit_2_and_write_nothing(case, tiny_workdir, tmp_path, random_feature_weights):
+  """A missing file (where it is published, its SHA-256), another file's digest, or another network's
+  names: one line naming the file from eval.py, exit 2, before anything is written."""
+  (inception, inception_sha), (alexnet, alexnet_sha) = random_feature_weights.values()
+  missing = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+  args, names = {
+      "missing": ([f"--fid_weights={missing}"], [str(missing), "https://github.com/mseitzer/pytorch-fid/releases",
+                                                  "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"]),
+      "wrong_sha256": ([f"--fid_weights={inception}"], [str(inception), inception_sha, "expected SHA-256 6726825d0af5"]),
+      "wrong_keys": ([f"--fid_weights={alexnet}", f"--fid_weights_sha256={alexnet_sha}"],
+                     [str(alexnet), "not pytorch-fid's FID Inception-v3", "Conv2d_1a_3x3.conv.weight"]),
+      "no_lpips_backbone": (["--lpips"], ["SAR2OPTICAL_LPIPS_BACKBONE_WEIGHTS", "alexnet-owt-7be5be79.pth",
+                                          "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"]),
+  }[case]
+  if case != "no_lpips_backbone":
+    args.insert(0, "--fid")
+  before = file_digests(tiny_workdir)
+  environment = {k: v for k, v in os.environ.items() if not k.startswith("SAR2OPTICAL_")}
+  result = subprocess.run([sys.executable, "eval.py", f"--workdir={tiny_workdir}", "--split=all",
+                           f"--output_dir={tmp_path / 'out'}", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=600, env={**environment, "JAX_PLATFORMS": "cpu"})
+  assert result.returncode == 2, result.stderr[-2000:]
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: ") and "Traceback" not in result.stderr
+  assert all(name in last for name in names), last
+  assert not (tmp_path / "out").exists() and file_digests(tiny_workdir) == before

@@ -204,6 +204,20 @@ def test_reads_views_dtypes_and_parameters(tmp_path):
   assert loaded["scalar"].shape == () and loaded["scalar"].dtype == np.int64
 
 
+def test_reads_the_legacy_format(tmp_path):
+  """torch < 1.6's format (torchvision's and pytorch-fid's published weights): same arrays as the zip format."""
+  torch = pytest.importorskip("torch", reason="torch (optional test dependency) is not installed")
+  base = torch.randn(6, 5)
+  tensors = {"plain": base, "transposed": base.t(), "slice": base[2:4, 1:], "half": torch.randn(4).half(),
+             "parameter": torch.nn.Parameter(torch.randn(2, 2)), "count": torch.tensor(3)}
+  torch.save(tensors, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+  assert not zipfile.is_zipfile(tmp_path / "legacy.pth")
+  loaded = pth_files.load_state_dict(tmp_path / "legacy.pth")
+  for name, tensor in tensors.items():
+    np.testing.assert_array_equal(loaded[name], tensor.detach().numpy(), err_msg=name)
+    assert loaded[name].dtype == tensor.detach().numpy().dtype
+
+
 def test_reads_big_endian_storages(tmp_path):
   torch = pytest.importorskip("torch", reason="torch (optional test dependency) is not installed")
   tensors = {"weight": torch.randn(3, 4), "transposed": torch.randn(4, 3).t()}

@@ -162,3 +162,40 @@ def test_validation_during_training_keeps_the_best_checkpoint(demo_root, tmp_pat
   (result,) = evaluation.evaluate(tmp_path, split="val", steps="best", output_dir=str(tmp_path / "eval_best"))
   assert result["step"] == best["step"]
   assert result["overall"]["psnr"]["mean"] == pytest.approx(best["val_psnr"], abs=1e-4)
+
+
+def test_fid_kid_lpips_and_saved_images(workdir, tmp_path, random_feature_weights):
+  """--fid --lpips --save_images: FID/KID beside PSNR overall and per class (with n), LPIPS per image and as
+  mean ± std, for the model and the floors; the saved PNGs and listed targets give back the reported FID."""
+  from sar2optical.feature_metrics import distances, weights  # pylint: disable=g-import-not-at-top
+  (inception, inception_sha), (alexnet, alexnet_sha) = random_feature_weights.values()
+  options = evaluation.FeatureOptions(fid=True, lpips=True, fid_weights=str(inception), fid_weights_sha256=inception_sha,
+                                      lpips_backbone_weights=str(alexnet), lpips_backbone_weights_sha256=alexnet_sha)
+  (result,) = evaluation.evaluate(workdir, split="all", batch_size=8, output_dir=str(tmp_path), features=options,
+                                  save_images=True)
+  saved = json.loads((tmp_path / "step_2" / "metrics.json").read_text())
+  assert saved["overall"]["fid"] == result["overall"]["fid"]
+  fid, kid = result["overall"]["fid"], result["overall"]["kid"]
+  assert fid["n"] == [24, 24] and fid["value"] > 0 and any("singular" in w for w in fid["warnings"])
+  assert kid["n"] == [24, 24] and np.isfinite(kid["value"]) and "subset size 24" in kid["warnings"][0]
+  for entry in result["per_class"].values():
+    assert entry["fid"]["n"] == [6, 6] and np.isfinite(entry["fid"]["value"]) and set(entry["lpips"]) == {"mean", "std"}
+  assert set(result["overall"]["lpips"]) == {"mean", "std"} and result["overall"]["lpips"]["mean"] > 0
+  other = result["floors"]["other_target"]
+  assert abs(other["overall"]["fid"]["value"]) < 1e-3 * fid["value"]  # the target set against itself
+  assert other["per_class"]["agri"]["fid"]["value"] > 0 and "lpips" in result["floors"]["mean_colour"]["overall"]
+  record = result["feature_metrics"]
+  assert record["fid"]["weights"]["sha256"] == inception_sha and not record["fid"]["weights"]["published_file"]
+  assert record["lpips"]["weights"]["backbone"]["sha256"] == alexnet_sha and record["lpips"]["weights"]["linear"]["published_file"]
+  with open(tmp_path / "step_2" / "per_image.csv", newline="") as file:
+    header, *rows = list(csv.reader(file))
+  assert header == ["s1_path", "class", *metrics.METRICS, "lpips"] and len(rows) == 24
+  assert np.mean([float(row[-1]) for row in rows]) == pytest.approx(result["overall"]["lpips"]["mean"], abs=1e-5)
+  assert "FID" in evaluation.format_table(result) and "warning: only 24 images" in evaluation.format_table(result)
+  generated = [tmp_path / "step_2" / "images" / row[0] for row in rows]
+  targets = (tmp_path / "step_2" / "targets.txt").read_text().splitlines()
+  assert all(path.is_file() for path in generated) and len(targets) == 24 and all(pathlib.Path(t).is_file() for t in targets)
+  network, _ = weights.fid_network("standard", str(inception), inception_sha)
+  features = [np.concatenate([np.asarray(network(np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths[i:i + 8]])))
+                              for i in range(0, 24, 8)]) for paths in (generated, targets)]
+  assert distances.fid(*features).value == pytest.approx(fid["value"], rel=1e-4)

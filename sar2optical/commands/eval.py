@@ -2,6 +2,12 @@ r"""Scores a workdir's checkpoints with PSNR, SSIM, MAE and RMSE, per class and 
 
   python eval.py --workdir=runs/pix2pix [--split=test|val|train|all] [--steps=latest|best|all|N,M]
       [--mode=eval|train] [--data_root=DIR] [--output_dir=DIR] [--output_json=F]
+      [--fid [--fid_weights=PATH] [--fid_variant=standard|sar2optical]]
+      [--lpips [--lpips_net=alex|vgg] [--lpips_backbone_weights=PATH] [--lpips_weights=PATH]] [--save_images]
+
+FID/KID (pytorch-fid's Inception, torch-fidelity's KID) and LPIPS (v0.1) need local weight files:
+flags, or SAR2OPTICAL_FID_WEIGHTS, SAR2OPTICAL_FID_TORCHVISION_WEIGHTS, SAR2OPTICAL_LPIPS_WEIGHTS
+(default: the installed lpips package's), SAR2OPTICAL_LPIPS_BACKBONE_WEIGHTS. Nothing is downloaded.
 
 The config, pixel mapping and split come from the workdir. Results go to stdout and to
 OUTPUT_DIR/step_N/{metrics.json,per_image.csv,grid.png} (default WORKDIR/eval/step_N/).
@@ -32,6 +38,27 @@ _GRID_PAIRS = flags.DEFINE_integer("grid_pairs", 8, "Pairs shown in grid.png.", 
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where step_N/ folders go; default WORKDIR/eval.")
 _OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Also write the results here: the metrics of one step, "
                                    'or {"steps": [...]} for several.')
+_FID = flags.DEFINE_boolean("fid", False, "Also FID and KID between the generated and target images, overall and per "
+                            "class.")
+_FID_VARIANT = flags.DEFINE_enum("fid_variant", "standard", ["standard", "sar2optical"], "standard: pytorch-fid's "
+                                 "Inception (papers' FID); sar2optical: the original's (torchvision ImageNet "
+                                 "Inception-v3 logits, resize 342 + crop 299).")
+_FID_WEIGHTS = flags.DEFINE_string("fid_weights", None, "The Inception weights: pt_inception-2015-12-05-6726825d.pth "
+                                   "(standard) or inception_v3_google-0cc3c7bd.pth (sar2optical); default "
+                                   "$SAR2OPTICAL_FID_WEIGHTS / $SAR2OPTICAL_FID_TORCHVISION_WEIGHTS.")
+_FID_WEIGHTS_SHA256 = flags.DEFINE_string("fid_weights_sha256", None, "Accept --fid_weights of this SHA-256 instead "
+                                          "of the published file's (other weights, on purpose; recorded).")
+_LPIPS = flags.DEFINE_boolean("lpips", False, "Also LPIPS v0.1 per image (and its mean ± std).")
+_LPIPS_NET = flags.DEFINE_enum("lpips_net", "alex", ["alex", "vgg"], "LPIPS backbone.")
+_LPIPS_WEIGHTS = flags.DEFINE_string("lpips_weights", None, "LPIPS v0.1 linear layers (alex.pth / vgg.pth); default "
+                                     "$SAR2OPTICAL_LPIPS_WEIGHTS, else the installed lpips package's.")
+_LPIPS_WEIGHTS_SHA256 = flags.DEFINE_string("lpips_weights_sha256", None, "Accept --lpips_weights of this SHA-256.")
+_LPIPS_BACKBONE = flags.DEFINE_string("lpips_backbone_weights", None, "torchvision's alexnet-owt-7be5be79.pth / "
+                                      "vgg16-397923af.pth; default $SAR2OPTICAL_LPIPS_BACKBONE_WEIGHTS.")
+_LPIPS_BACKBONE_SHA256 = flags.DEFINE_string("lpips_backbone_weights_sha256", None, "Accept "
+                                             "--lpips_backbone_weights of this SHA-256.")
+_SAVE_IMAGES = flags.DEFINE_boolean("save_images", False, "Write the generated images as PNG to "
+                                    "OUTPUT_DIR/step_N/images/<s1 path> and the targets' paths to targets.txt.")
 flags.mark_flag_as_required("workdir")
 
 
@@ -40,7 +67,15 @@ def main(argv: list[str]) -> None:
   results = evaluation.evaluate(_WORKDIR.value, data_root=_DATA_ROOT.value, split=_SPLIT.value, steps=_STEPS.value,
                                 batch_size=_BATCH_SIZE.value, mode=_MODE.value, output_dir=_OUTPUT_DIR.value,
                                 grid_pairs=_GRID_PAIRS.value, data_source=_DATA_SOURCE.value,
-                                tfds_data_dir=_TFDS_DATA_DIR.value, tfds_config=_TFDS_CONFIG.value)
+                                tfds_data_dir=_TFDS_DATA_DIR.value, tfds_config=_TFDS_CONFIG.value,
+                                features=evaluation.FeatureOptions(
+                                    fid=_FID.value, lpips=_LPIPS.value, fid_variant=_FID_VARIANT.value,
+                                    fid_weights=_FID_WEIGHTS.value, fid_weights_sha256=_FID_WEIGHTS_SHA256.value,
+                                    lpips_net=_LPIPS_NET.value, lpips_weights=_LPIPS_WEIGHTS.value,
+                                    lpips_weights_sha256=_LPIPS_WEIGHTS_SHA256.value,
+                                    lpips_backbone_weights=_LPIPS_BACKBONE.value,
+                                    lpips_backbone_weights_sha256=_LPIPS_BACKBONE_SHA256.value),
+                                save_images=_SAVE_IMAGES.value)
   for result in results:
     print(evaluation.format_table(result))
     print(f"{result['images_per_second']:.1f} images/s")

@@ -7,6 +7,12 @@
 location, numel))`. `_RestrictedUnpickler.find_class` resolves exactly those names to our own
 functions that build numpy arrays and refuses every other global, so nothing a file names is ever
 imported or called.
+
+The legacy format of torch < 1.6 (still that of many published weights: torchvision's ImageNet
+models, pytorch-fid's Inception, the lpips package's linear layers) is one stream: pickles of the
+magic number, the protocol version and the system's byte order, the state_dict's pickle (storages
+named by `('storage', type, key, location, numel, view_metadata)`), the list of storage keys, then
+each storage as its element count (int64) followed by its raw bytes. The same unpickler reads it.
 """
 
 import collections
@@ -14,7 +20,8 @@ import pathlib
 import pickle
 import zipfile
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, BinaryIO, NamedTuple
 
 import ml_dtypes
 import numpy as np
@@ -40,23 +47,35 @@ class _StorageRef(NamedTuple):
   numel: int
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-  """Unpickles a torch state_dict; any global but tensor rebuilding and OrderedDict is refused."""
+_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+_LEGACY_PROTOCOL = 1001
 
-  def __init__(self, archive: zipfile.ZipFile, prefix: str, path: pathlib.Path):
-    super().__init__(archive.open(f"{prefix}data.pkl"))
-    self._archive, self._prefix, self._path = archive, prefix, path
-    self._byteorder = self._read_byteorder()
-    self._storages: dict[str, np.ndarray] = {}
 
-  def _read_byteorder(self) -> str:
-    name = f"{self._prefix}byteorder"
-    if name not in self._archive.namelist():
-      return "<"  # written by torch before 1.10: always little-endian
-    order = self._archive.read(name).decode("ascii", "replace").strip()
-    if order not in ("little", "big"):
-      raise CheckpointError(f"{self._path}: unknown byteorder {order!r}")
-    return "<" if order == "little" else ">"
+class _TensorRecord(NamedTuple):
+  """A tensor named by the pickle: a strided view of a storage, made an array once the storages are read."""
+  storage: _StorageRef
+  offset: int
+  size: tuple[int, ...]
+  stride: tuple[int, ...]
+
+
+class _PlainUnpickler(pickle.Unpickler):
+  """Unpickles plain data (numbers, strings, lists, dicts); refuses every global and persistent id."""
+
+  def __init__(self, file: BinaryIO, path: pathlib.Path):
+    super().__init__(file)
+    self._path = path
+
+  def find_class(self, module: str, name: str) -> Any:
+    raise CheckpointError(f"{self._path}: refused to load global {module}.{name}: only tensors, storages and "
+                          "OrderedDict are allowed in a state_dict (nothing was executed)")
+
+  def persistent_load(self, pid: Any) -> Any:
+    raise CheckpointError(f"{self._path}: unexpected persistent id {pid!r}")
+
+
+class _RestrictedUnpickler(_PlainUnpickler):
+  """Unpickles a torch state_dict into tensor records; any global but tensor rebuilding and OrderedDict is refused."""
 
   def find_class(self, module: str, name: str) -> Any:
     qualified = f"{module}.{name}"
@@ -68,51 +87,132 @@ class _RestrictedUnpickler(pickle.Unpickler):
       return self._rebuild_parameter
     if module == "torch" and name in _STORAGE_DTYPES:
       return _StorageType(np.dtype(_STORAGE_DTYPES[name]))
-    raise CheckpointError(f"{self._path}: refused to load global {qualified}: only tensors, storages and "
-                          "OrderedDict are allowed in a state_dict (nothing was executed)")
+    return super().find_class(module, name)
 
   def persistent_load(self, pid: Any) -> _StorageRef:
-    if (not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != "storage" or not isinstance(pid[1], _StorageType)
-        or not isinstance(pid[2], str) or not _is_int_tuple(pid[4:])):
+    """A storage: `('storage', type, key, location, numel)`, with a trailing `None` view in the legacy format."""
+    if (not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != "storage"
+        or not isinstance(pid[1], _StorageType) or not isinstance(pid[2], str) or not _is_int_tuple(pid[4:5])
+        or pid[5:] not in ((), (None,))):
       raise CheckpointError(f"{self._path}: unsupported persistent id {pid!r} (expected a tensor storage)")
     return _StorageRef(pid[2], pid[1].dtype, pid[4])
 
-  def _storage(self, ref: _StorageRef) -> np.ndarray:
-    if ref.key not in self._storages:
-      name = f"{self._prefix}data/{ref.key}"
-      try:
-        raw = self._archive.read(name)
-      except KeyError:
-        raise CheckpointError(f"{self._path}: storage {name} is missing from the archive") from None
-      dtype = ref.dtype.newbyteorder(self._byteorder)
-      if len(raw) < ref.numel * dtype.itemsize:
-        raise CheckpointError(f"{self._path}: storage {name} holds {len(raw)} bytes, fewer than "
-                              f"{ref.numel} × {dtype.itemsize}")
-      self._storages[ref.key] = np.frombuffer(raw, dtype, ref.numel).astype(ref.dtype)
-    return self._storages[ref.key]
-
-  def _rebuild_tensor(self, storage: Any, offset: Any, size: Any, stride: Any, *unused: Any) -> np.ndarray:
-    """`torch._utils._rebuild_tensor_v2`: the strided view of a storage, copied into an array."""
+  def _rebuild_tensor(self, storage: Any, offset: Any, size: Any, stride: Any, *unused: Any) -> _TensorRecord:
+    """`torch._utils._rebuild_tensor_v2`: the record of a strided view of a storage."""
     del unused  # requires_grad, backward hooks, metadata
     if (not isinstance(storage, _StorageRef) or not _is_int_tuple(size) or not _is_int_tuple(stride)
         or len(size) != len(stride) or not isinstance(offset, int)):
       raise CheckpointError(f"{self._path}: malformed tensor record (storage {storage!r}, offset {offset!r}, "
                             f"size {size!r}, stride {stride!r})")
-    data = self._storage(storage)
-    index = np.full((), offset, np.int64)
-    for length, step in zip(size, stride):
-      index = index[..., None] + np.arange(length, dtype=np.int64) * step
-    if index.size and (index.min() < 0 or index.max() >= storage.numel):
-      raise CheckpointError(f"{self._path}: tensor of size {size} (offset {offset}, stride {stride}) reaches "
-                            f"outside its storage of {storage.numel} elements")
-    return np.asarray(data[index])
+    return _TensorRecord(storage, offset, size, stride)
 
-  def _rebuild_parameter(self, data: Any, *unused: Any) -> np.ndarray:
+  def _rebuild_parameter(self, data: Any, *unused: Any) -> _TensorRecord:
     """`torch._utils._rebuild_parameter`: a Parameter is its tensor."""
     del unused  # requires_grad, backward hooks
-    if not isinstance(data, np.ndarray):
+    if not isinstance(data, _TensorRecord):
       raise CheckpointError(f"{self._path}: malformed parameter record {data!r}")
     return data
+
+
+def _materialise(record: _TensorRecord, storage: Callable[[_StorageRef], np.ndarray],
+                 path: pathlib.Path) -> np.ndarray:
+  """A tensor record → its array, copied out of the storage's elements; the view is checked to stay inside."""
+  index = np.full((), record.offset, np.int64)
+  for length, step in zip(record.size, record.stride):
+    index = index[..., None] + np.arange(length, dtype=np.int64) * step
+  if index.size and (index.min() < 0 or index.max() >= record.storage.numel):
+    raise CheckpointError(f"{path}: tensor of size {record.size} (offset {record.offset}, stride {record.stride}) "
+                          f"reaches outside its storage of {record.storage.numel} elements")
+  return np.asarray(storage(record.storage)[index])
+
+
+def _storage_array(raw: bytes, ref: _StorageRef, byteorder: str, what: str, path: pathlib.Path) -> np.ndarray:
+  """`ref.numel` elements of `ref.dtype` in `byteorder` from `raw`, in native order; short data is an error."""
+  dtype = ref.dtype.newbyteorder(byteorder)
+  if len(raw) < ref.numel * dtype.itemsize:
+    raise CheckpointError(f"{path}: storage {what} holds {len(raw)} bytes, fewer than {ref.numel} × {dtype.itemsize}")
+  return np.frombuffer(raw, dtype, ref.numel).astype(ref.dtype)
+
+
+def _load_zip(path: pathlib.Path) -> Any:
+  """The pickled object of a zip-based `.pth`, its tensors as arrays."""
+  with zipfile.ZipFile(path) as archive:
+    prefix = _pickle_prefix(archive, path)
+    byteorder = _zip_byteorder(archive, prefix, path)
+    loaded = _RestrictedUnpickler(archive.open(f"{prefix}data.pkl"), path).load()
+    cache: dict[str, np.ndarray] = {}
+
+    def storage(ref: _StorageRef) -> np.ndarray:
+      if ref.key not in cache:
+        name = f"{prefix}data/{ref.key}"
+        try:
+          raw = archive.read(name)
+        except KeyError:
+          raise CheckpointError(f"{path}: storage {name} is missing from the archive") from None
+        cache[ref.key] = _storage_array(raw, ref, byteorder, name, path)
+      return cache[ref.key]
+
+    return _materialised(loaded, storage, path)
+
+
+def _zip_byteorder(archive: zipfile.ZipFile, prefix: str, path: pathlib.Path) -> str:
+  """'<' or '>': the zip's `<name>/byteorder` record (absent before torch 1.10: little-endian)."""
+  name = f"{prefix}byteorder"
+  if name not in archive.namelist():
+    return "<"
+  order = archive.read(name).decode("ascii", "replace").strip()
+  if order not in ("little", "big"):
+    raise CheckpointError(f"{path}: unknown byteorder {order!r}")
+  return "<" if order == "little" else ">"
+
+
+def _is_legacy(path: pathlib.Path) -> bool:
+  """Whether the file starts with the pickled magic number of torch's legacy (< 1.6) format."""
+  with open(path, "rb") as file:
+    try:
+      return _PlainUnpickler(file, path).load() == _LEGACY_MAGIC
+    except Exception:  # any other content: not a legacy torch file
+      return False
+
+
+def _load_legacy(path: pathlib.Path) -> Any:
+  """The pickled object of a legacy-format `.pth` (torch < 1.6), its tensors as arrays."""
+  with open(path, "rb") as file:
+    _PlainUnpickler(file, path).load()  # the magic number
+    protocol = _PlainUnpickler(file, path).load()
+    if protocol != _LEGACY_PROTOCOL:
+      raise CheckpointError(f"{path}: legacy torch format of protocol {protocol!r}; only {_LEGACY_PROTOCOL} is read")
+    system = _PlainUnpickler(file, path).load()
+    byteorder = "<" if not isinstance(system, dict) or system.get("little_endian", True) else ">"
+    loaded = _RestrictedUnpickler(file, path).load()
+    keys = _PlainUnpickler(file, path).load()
+    if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+      raise CheckpointError(f"{path}: malformed list of storage keys in the legacy format")
+    refs = {record.storage.key: record.storage for record in _records(loaded)}
+    arrays = {}
+    for key in keys:
+      ref = refs.get(key)
+      count = int.from_bytes(file.read(8), "little" if byteorder == "<" else "big", signed=True)
+      if ref is None or count < ref.numel:
+        raise CheckpointError(f"{path}: storage {key} of the legacy format does not match the tensors naming it")
+      arrays[key] = _storage_array(file.read(count * ref.dtype.itemsize), ref, byteorder, key, path)
+  missing = sorted(set(refs) - set(arrays))
+  if missing:
+    raise CheckpointError(f"{path}: storages {', '.join(missing[:5])} are missing from the legacy-format file")
+  return _materialised(loaded, lambda ref: arrays[ref.key], path)
+
+
+def _records(loaded: Any) -> list[_TensorRecord]:
+  """The tensor records among a loaded state_dict's values."""
+  return [value for value in loaded.values() if isinstance(value, _TensorRecord)] if isinstance(loaded, Mapping) else []
+
+
+def _materialised(loaded: Any, storage: Callable[[_StorageRef], np.ndarray], path: pathlib.Path) -> Any:
+  """A state_dict with each tensor record made an array; anything else is returned as it is (and refused later)."""
+  if not isinstance(loaded, Mapping):
+    return loaded
+  return {key: _materialise(value, storage, path) if isinstance(value, _TensorRecord) else value
+          for key, value in loaded.items()}
 
 
 def _is_int_tuple(value: Any) -> bool:
@@ -132,18 +232,17 @@ def _pickle_prefix(archive: zipfile.ZipFile, path: pathlib.Path) -> str:
 def load_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
   """The state_dict saved at `path` as {name: numpy array}, read without torch or executing pickled code.
 
-  Raises CheckpointError naming the file for a missing file, the legacy (pre-1.6, non-zip) format,
-  a pickle naming anything but tensors and plain containers, or content that is not a state_dict.
+  Reads the zip-based format (torch ≥ 1.6) and the legacy one. Raises CheckpointError naming the
+  file for a missing file, a file of neither format, a pickle naming anything but tensors and plain containers, or content that is not a state_dict.
   """
   path = pathlib.Path(path)
   if not path.is_file():
     raise CheckpointError(f"{path}: file not found")
-  if not zipfile.is_zipfile(path):
-    raise CheckpointError(f"{path}: not a zip-based .pth; the legacy format of torch < 1.6 is not supported "
-                          "(re-save it with a current torch: torch.save(torch.load(F, weights_only=True), NEW))")
+  legacy = not zipfile.is_zipfile(path) and _is_legacy(path)
+  if not zipfile.is_zipfile(path) and not legacy:
+    raise CheckpointError(f"{path}: not a torch.save file (neither zip-based nor the legacy format of torch < 1.6)")
   try:
-    with zipfile.ZipFile(path) as archive:
-      loaded = _RestrictedUnpickler(archive, _pickle_prefix(archive, path), path).load()
+    loaded = _load_legacy(path) if legacy else _load_zip(path)
   except CheckpointError:
     raise
   except Exception as error:  # a corrupt or hostile pickle fails in many ways; report each as this file's fault
