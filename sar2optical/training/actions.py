@@ -128,12 +128,12 @@ class Validation:
   checkpoints: checkpoint.Checkpoints
 
   @classmethod
-  def create(cls, config: ml_collections.ConfigDict, recipe: Recipe, source: sources.PairSource,
+  def create(cls, config: ml_collections.ConfigDict, recipe: Recipe, source: sources.PairSource | None,
              writer: MetricWriter, checkpoints: checkpoint.Checkpoints) -> "Validation | None":
-    """None when `eval_every_steps` is 0 or (said in the log) the validation split is empty."""
+    """None when `eval_every_steps` is 0 or (said in the log) there is no validation pair."""
     if not config.eval_every_steps:
       return None
-    if not len(source):
+    if source is None or not len(source):
       logging.info("Validation: off (the validation split is empty)")
       return None
     evaluator = Evaluator(recipe, image_size=config.image_size, in_channels=config.model.in_channels,

@@ -38,7 +38,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Tra
   configuration.validate(config, num_data_shards=mesh.size)
   workdir = paths.writable_directory(workdir, "the workdir")
   run_data = resolve.resolve(config.data, workdir, seed=config.seed, record=True)
-  train_source, val_source = run_data.source("train"), run_data.source("val")
+  train_source = run_data.source("train")
+  val_source = run_data.source("val") if run_data.size("val") else None  # a build may have no val split
   augmentation = Augmentation.from_config(config.data)
   logging.info("Data: %s for training (split %s); augmentation %s; %d grain worker processes%s",
                train_source.description, workdir / resolve.SPLIT_FILE, augmentation, config.data.workers,
@@ -64,7 +65,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Tra
     stop_requested = cleanup.enter_context(stop_signals.stop_requests())
     loop = Loop(config, recipe, mesh, checkpoints, data_iterator, start_step,
                 actions.ProgressLog(config, writer, checkpoints, data_iterator, start_step),
-                actions.SampleGrids(config, recipe, writer, val_source if len(val_source) else train_source),
+                actions.SampleGrids(config, recipe, writer, val_source or train_source),
                 actions.Validation.create(config, recipe, val_source, writer, checkpoints),
                 actions.Checkpointing(config, recipe, checkpoints, data_iterator, data_layout))
     state = loop.run(state, stop_requested)
