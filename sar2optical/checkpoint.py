@@ -36,6 +36,11 @@ def checkpoint_dir(workdir: str | pathlib.Path) -> pathlib.Path:
   return pathlib.Path(workdir).resolve() / "checkpoints"
 
 
+def is_step_dir(path: pathlib.Path) -> bool:
+  """Whether `path` is a step directory WORKDIR/checkpoints/<step> (its workdir: `path.resolve().parents[1]`)."""
+  return path.is_dir() and path.name.isdigit() and path.parent.name == "checkpoints"
+
+
 class Checkpoints:
   """The checkpoints of one workdir. Saves are asynchronous; `wait()` blocks until they are on disk."""
 

@@ -22,13 +22,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from absl import logging
 
-from sar2optical.errors import ConfigError
+from sar2optical.errors import CheckpointError, ConfigError
+from sar2optical.pixels import PixelSpec
 from sar2optical.trained_generator import TrainedGenerator, load_generator
 from sar2optical.training.step import generate
 
 LOADER_NAME = "load_exported.py"
+FORMAT = "jax.export serialized StableHLO"
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 DEFAULT_PLATFORMS = ("cpu", "cuda", "tpu")
 
@@ -110,7 +113,7 @@ def export_generator(generator: TrainedGenerator,
 
 
 def sidecar(generator: TrainedGenerator, exported: jax.export.Exported) -> dict[str, Any]:
-  return {"format": "jax.export serialized StableHLO", "step": generator.step,
+  return {"format": FORMAT, "step": generator.step,
           "image_size": generator.image_size, "in_channels": generator.in_channels,
           "input": {"shape": ["b", generator.image_size, generator.image_size, generator.in_channels],
                     "dtype": "uint8", "meaning": "SAR pixels, SEN1-2 8-bit convention"},
@@ -137,6 +140,31 @@ def export_workdir(workdir: str | pathlib.Path, output: str | pathlib.Path, step
   logging.info("Exported step %d of %s for %s to %s (%.1f MB), loader %s", generator.step, workdir,
                ", ".join(exported.platforms), output, output.stat().st_size / 1e6, output.parent / LOADER_NAME)
   return output
+
+
+class ExportedGenerator:
+  """An artifact of `export_workdir` read back as a tile generator (`translation.TileGenerator`).
+
+  Its uint8 output is mapped back to the model's range, so predict's blending gives the artifact's
+  pixels wherever tiles do not overlap, and within one level of the checkpoint's where they do.
+  """
+
+  def __init__(self, path: str | pathlib.Path):
+    path = pathlib.Path(path)
+    try:
+      spec = json.loads(pathlib.Path(f"{path}.json").read_text())
+      if spec.get("format") != FORMAT:
+        raise ValueError(f"its sidecar's format is {spec.get('format')!r}, not {FORMAT!r}")
+      self.pixels = PixelSpec.from_dict(spec["pixels"])
+      self.step, self.image_size, self.in_channels = spec["step"], spec["image_size"], spec["in_channels"]
+      self._exported = jax.export.deserialize(bytearray(path.read_bytes()))
+    except (OSError, ValueError, KeyError, TypeError, CheckpointError) as error:
+      raise CheckpointError(f"{path} is not an artifact that this version's export reads (F with F.json beside "
+                            f"it, written by `sar2optical-export`): {error}") from None
+
+  def __call__(self, sar: np.ndarray) -> jax.Array:
+    """uint8 SAR (B, S, S, C) → the artifact's RGB in the model's range."""
+    return self.pixels.to_model(self._exported.call(sar))
 
 
 if __name__ == "__main__":  # the command lives in sar2optical.commands.export

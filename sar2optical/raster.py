@@ -4,7 +4,8 @@ Readers give one SAR band and where it is valid (the raster's nodata value, mask
 writers take uint8 RGB rows with that validity. GeoTIFFs are read and written in windows, so a
 scene never has to fit in memory, and the output keeps the input's georeferencing: CRS and
 transform, or ground control points. PNG and JPEG have no windowed access: they are decoded and
-encoded whole. Every failure names the file.
+encoded whole. Every failure names the file. `ArrayReader` and `ArraySink` are the same interfaces
+over numpy arrays, so that an array in memory is translated exactly as a file.
 """
 
 import abc
@@ -66,9 +67,10 @@ class Georeference:
 
 
 class SarReader(abc.ABC):
-  """One band of an image file, read a band of rows at a time."""
+  """One band of an image file (or an array: `path` then says which), read a band of rows at a time."""
 
-  def __init__(self, path: pathlib.Path, height: int, width: int, dtype: np.dtype, georeference: Georeference):
+  def __init__(self, path: pathlib.Path | str, height: int, width: int, dtype: np.dtype,
+               georeference: Georeference):
     self.path, self.height, self.width, self.dtype, self.georeference = path, height, width, dtype, georeference
 
   @abc.abstractmethod
@@ -146,6 +148,28 @@ def _band_index(dataset: rasterio.DatasetReader, band: str, path: pathlib.Path) 
   return matches[0]
 
 
+class ArrayReader(SarReader):
+  """A SAR array (H, W) or (H, W, C) in memory; (H, W, 3) uint8 is made grey as PNG/JPEG files are."""
+
+  def __init__(self, sar: np.ndarray, band: str = "1", name: str = "the SAR array"):
+    sar = np.asarray(sar)
+    if sar.ndim == 3 and sar.dtype == np.uint8 and sar.shape[2] == 3:
+      sar = np.asarray(Image.fromarray(sar).convert("L"))
+    elif sar.ndim == 3:
+      if not (band.isdigit() and 1 <= int(band) <= sar.shape[2]):
+        raise DataError(f"{name} has {sar.shape[2]} bands (H, W, C = {sar.shape}); band must be 1..{sar.shape[2]}, "
+                        f"got {band!r}")
+      sar = sar[..., int(band) - 1]
+    if sar.ndim != 2 or min(sar.shape) < 1:
+      raise DataError(f"{name} must be an image (H, W) or (H, W, C), got shape {sar.shape}")
+    super().__init__(name, *sar.shape, sar.dtype, Georeference())
+    self._sar = sar
+
+  def read_rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = self._sar[start:stop]
+    return rows, np.ones(rows.shape, bool)
+
+
 def open_sar(path: str | os.PathLike[str], band: str = "1") -> SarReader:
   """A reader of `path`'s SAR band; PNG/JPEG are converted to grey (`band` applies to TIFF)."""
   path = pathlib.Path(path)
@@ -156,17 +180,45 @@ def open_sar(path: str | os.PathLike[str], band: str = "1") -> SarReader:
   return _RasterioReader(path, band)
 
 
-class RgbWriter(abc.ABC):
+class RgbSink(abc.ABC):
+  """Where a uint8 RGB image goes, a band of rows at a time; complete after `commit`."""
+
+  @abc.abstractmethod
+  def write_rows(self, start: int, rgb: np.ndarray, valid: np.ndarray) -> None:
+    """Writes uint8 `rgb` (rows, width, 3) at image row `start`; `valid` (rows, width) marks data."""
+
+  @abc.abstractmethod
+  def commit(self) -> None:
+    """Completes the image."""
+
+  @abc.abstractmethod
+  def abort(self) -> None:
+    """Drops what was written."""
+
+
+class ArraySink(RgbSink):
+  """The image as the array `rgb` (H, W, 3)."""
+
+  def __init__(self, height: int, width: int):
+    self.rgb = np.zeros((height, width, 3), np.uint8)
+
+  def write_rows(self, start: int, rgb: np.ndarray, valid: np.ndarray) -> None:
+    self.rgb[start:start + len(rgb)] = rgb
+
+  def commit(self) -> None:
+    pass
+
+  def abort(self) -> None:
+    self.rgb[...] = 0
+
+
+class RgbWriter(RgbSink):
   """A uint8 RGB image written a band of rows at a time into a temporary file, renamed on `commit`."""
 
   def __init__(self, path: pathlib.Path):
     self.path = path
     self._partial = path.with_name(f".{path.name}.partial")
     path.parent.mkdir(parents=True, exist_ok=True)
-
-  @abc.abstractmethod
-  def write_rows(self, start: int, rgb: np.ndarray, valid: np.ndarray) -> None:
-    """Writes uint8 `rgb` (rows, width, 3) at image row `start`; `valid` (rows, width) marks data."""
 
   @abc.abstractmethod
   def _finish(self) -> None:
@@ -197,14 +249,14 @@ class _PillowWriter(RgbWriter):
   def __init__(self, path: pathlib.Path, output_format: str, height: int, width: int):
     super().__init__(path)
     self._format = _PILLOW_FORMATS[output_format]
-    self._rgb = np.zeros((height, width, 3), np.uint8)
+    self._image = ArraySink(height, width)
 
   def write_rows(self, start: int, rgb: np.ndarray, valid: np.ndarray) -> None:
-    self._rgb[start:start + len(rgb)] = rgb
+    self._image.write_rows(start, rgb, valid)
 
   def _finish(self) -> None:
     options = {"quality": 95} if self._format == "JPEG" else {}
-    Image.fromarray(self._rgb).save(self._partial, format=self._format, **options)
+    Image.fromarray(self._image.rgb).save(self._partial, format=self._format, **options)
 
 
 class _GeoTiffWriter(RgbWriter):

@@ -1,28 +1,30 @@
-"""Translation of SAR images of any size (files, folders, globs; PNG, JPEG, TIFF, GeoTIFF) in tiles.
+"""Translation of SAR images of any size (arrays, files, folders, globs; PNG, JPEG, TIFF, GeoTIFF) in tiles.
 
 Each input is cut into overlapping tiles of the model's size (`tiling`), read a row of tiles at a
 time (`raster`), brought to the SEN1-2 8-bit convention (`pixels.SarScaling`) and translated in
 batches that run across rows and files; finished rows are blended and written straight away, so
 memory does not grow with the scene. Tiles without a valid pixel (nodata, zero fill) are not
 translated. The output has the input's height and width; a GeoTIFF keeps its georeferencing, and
-its nodata pixels are 0 and masked.
+its nodata pixels are 0 and masked. An in-memory array takes the same path as a file, read and
+written in memory (`translate_array`), so the notebook API and predict.py give the same bytes.
 """
 
 import collections
 import dataclasses
 import glob
+import functools
 import itertools
 import pathlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from sar2optical import paths, raster, tiling
+from sar2optical import raster, tiling
 from sar2optical.errors import DataError, Sar2OpticalError
-from sar2optical.trained_generator import Mode, TrainedGenerator, load_generator
-from sar2optical.pixels import SarScaling
+from sar2optical.pixels import PixelSpec, SarScaling
 
 OUTPUT_FORMAT_CHOICES = ("auto", *raster.OUTPUT_FORMATS)
 
@@ -47,29 +49,36 @@ class Options:
   overwrite: bool = False
 
 
+class TileGenerator(Protocol):
+  """What translates tiles: a checkpoint's generator (`TrainedGenerator`) or an exported artifact."""
+  pixels: PixelSpec
+  step: int
+
+  @property
+  def image_size(self) -> int: ...
+
+  @property
+  def in_channels(self) -> int: ...
+
+  def __call__(self, sar: np.ndarray) -> Any:
+    """uint8 SAR (B, S, S, in_channels) → output (B, S, S, 3) in the model's range."""
+
+
 @dataclasses.dataclass
 class Summary:
+  """What became of the inputs; `errors` holds the message of each failure, in order."""
   translated: int = 0
   skipped: int = 0
   failed: int = 0
+  errors: list[str] = dataclasses.field(default_factory=list)
+
+  def fail(self, error: Sar2OpticalError) -> None:
+    logging.error("Failed: %s", error)
+    self.failed += 1
+    self.errors.append(str(error))
 
   def __str__(self) -> str:
     return f"translated {self.translated}, skipped {self.skipped}, failed {self.failed}"
-
-
-def predict(workdir: str | pathlib.Path, step: str | int, mode: Mode, input_spec: str, output: str | pathlib.Path,
-            options: Options = Options()) -> Summary:
-  """predict.py: translates the inputs `input_spec` names into `output` with the generator at `step` of `workdir`.
-
-  The checkpoint, the inputs and the output folder are checked before anything is translated, so
-  a wrong one stops the run at once, naming it.
-  """
-  generator = load_generator(workdir, step, mode)
-  inputs = find_inputs(input_spec)
-  output_dir = paths.writable_directory(output, "--output:")
-  logging.info("Translating %d images with step %d of %s (%s mode, %d² tiles, overlap %.0f%%)", len(inputs),
-               generator.step, workdir, mode, generator.image_size, 100 * options.overlap)
-  return translate_files(generator, inputs, output_dir, options)
 
 
 def find_inputs(spec: str) -> list[tuple[pathlib.Path, pathlib.Path]]:
@@ -99,10 +108,9 @@ def _batched(items: Iterable, size: int) -> Iterator[tuple]:
 
 @dataclasses.dataclass(frozen=True)
 class _Task:
-  """One input to translate: where it goes, in which format, and its tiles."""
-  source: pathlib.Path
-  target: pathlib.Path
-  output_format: str
+  """One input to translate: how to open it, how to create its output from the opened input, its tiles."""
+  open_reader: Callable[[], raster.SarReader]
+  create_writer: Callable[[raster.SarReader], raster.RgbSink]
   grid: tiling.TileGrid
 
 
@@ -110,11 +118,11 @@ def _check_values(reader: raster.SarReader, sar: SarScaling) -> None:
   """8-bit data are SEN1-2 images (--sar_units=uint8); calibrated backscatter is float or 16-bit."""
   eight_bit = reader.dtype == np.uint8
   if sar.units == "uint8" and not eight_bit:
-    raise DataError(f"{reader.path} holds {reader.dtype} values, but --sar_units=uint8 expects 8-bit SEN1-2 "
-                    "images: set --sar_units=linear or --sar_units=db for calibrated backscatter")
+    raise DataError(f"{reader.path} holds {reader.dtype} values, but sar_units=uint8 expects 8-bit SEN1-2 "
+                    "images: set sar_units=linear or sar_units=db (--sar_units) for calibrated backscatter")
   if sar.units != "uint8" and eight_bit:
-    raise DataError(f"{reader.path} holds 8-bit values, but --sar_units={sar.units} expects calibrated "
-                    "backscatter (float or 16-bit): set --sar_units=uint8 for SEN1-2 images")
+    raise DataError(f"{reader.path} holds 8-bit values, but sar_units={sar.units} expects calibrated "
+                    "backscatter (float or 16-bit): set sar_units=uint8 (--sar_units) for SEN1-2 images")
 
 
 def _plan(inputs: Sequence[tuple[pathlib.Path, pathlib.Path]], output_dir: pathlib.Path, options: Options,
@@ -133,32 +141,35 @@ def _plan(inputs: Sequence[tuple[pathlib.Path, pathlib.Path]], output_dir: pathl
       if target in sources_of:
         raise DataError(f"{source} and {sources_of[target]} would both be written to {target}")
     except Sar2OpticalError as error:
-      logging.error("Failed: %s", error)
-      summary.failed += 1
+      summary.fail(error)
       continue
     sources_of[target] = source
     if target.exists() and not options.overwrite:
       logging.info("Skipping %s: %s exists (use --overwrite)", source, target)
       summary.skipped += 1
     else:
-      tasks.append(_Task(source, target, output_format, grid))
+      tasks.append(_Task(functools.partial(raster.open_sar, source, options.band),
+                         functools.partial(_file_writer, target, output_format), grid))
   return tasks
+
+
+def _file_writer(target: pathlib.Path, output_format: str, reader: raster.SarReader) -> raster.RgbWriter:
+  return raster.create_writer(target, output_format, reader.height, reader.width, reader.georeference)
 
 
 class _Job:
   """One input being translated: reader → SAR tiles; translated tiles → blender → writer."""
 
-  def __init__(self, task: _Task, options: Options, generator: TrainedGenerator):
+  def __init__(self, task: _Task, options: Options, generator: TileGenerator):
     self.task = task
     self.failed = False
     self._sar = options.sar
     self._generator = generator
     self._blender = tiling.Blender(task.grid, channels=3)
     self._valid_rows: collections.deque[np.ndarray] = collections.deque()
-    self._reader = raster.open_sar(task.source, options.band)
+    self._reader = task.open_reader()
     try:
-      self._writer = raster.create_writer(task.target, task.output_format, self._reader.height,
-                                          self._reader.width, self._reader.georeference)
+      self._writer = task.create_writer(self._reader)
     except Sar2OpticalError:
       self._reader.close()
       raise
@@ -193,8 +204,8 @@ class _Job:
     self._writer.commit()
     return True
 
-  def fail(self, error: Sar2OpticalError) -> None:
-    logging.error("Failed: %s", error)
+  def fail(self) -> None:
+    """Stops reading and drops the partial output."""
     self.failed = True
     self._reader.close()
     self._writer.abort()
@@ -203,7 +214,7 @@ class _Job:
 class _Translation:
   """The tiles of all tasks as one stream, translated in batches, results routed back to their jobs."""
 
-  def __init__(self, generator: TrainedGenerator, options: Options, summary: Summary, progress: tqdm):
+  def __init__(self, generator: TileGenerator, options: Options, summary: Summary, progress: tqdm):
     self._generator, self._options, self._summary, self._progress = generator, options, summary, progress
 
   def tiles(self, tasks: Sequence[_Task]) -> Iterator[tuple[_Job, np.ndarray]]:
@@ -215,11 +226,9 @@ class _Translation:
           produced += 1
           yield job, tile
       except Sar2OpticalError as error:
-        if job is None:
-          logging.error("Failed: %s", error)
-        else:
-          job.fail(error)
-        self._summary.failed += 1
+        if job is not None:
+          job.fail()
+        self._summary.fail(error)
       if produced < len(task.grid):  # failed: its other tiles will not come
         self._progress.total -= len(task.grid) - produced
         self._progress.refresh()
@@ -251,12 +260,12 @@ class _Translation:
         if job.add(output):
           self._summary.translated += 1
       except Sar2OpticalError as error:
-        job.fail(error)
-        self._summary.failed += 1
+        job.fail()
+        self._summary.fail(error)
     self._progress.update(len(jobs))
 
 
-def translate_files(generator: TrainedGenerator, inputs: Sequence[tuple[pathlib.Path, pathlib.Path]],
+def translate_files(generator: TileGenerator, inputs: Sequence[tuple[pathlib.Path, pathlib.Path]],
                     output_dir: pathlib.Path, options: Options = Options()) -> Summary:
   """Translates every input into `output_dir / relative path` (suffix of the output format).
 
@@ -267,7 +276,30 @@ def translate_files(generator: TrainedGenerator, inputs: Sequence[tuple[pathlib.
   summary = Summary()
   with raster.io_environment():
     tasks = _plan(inputs, output_dir, options, generator.image_size, summary)
-    with tqdm(total=sum(len(task.grid) for task in tasks), unit="tile", mininterval=1.0,
-              desc=f"{len(tasks)} images") as progress:
-      _Translation(generator, options, summary, progress).run(tasks)
+    _run(generator, tasks, options, summary, f"{len(tasks)} images")
   return summary
+
+
+def translate_array(generator: TileGenerator, sar: np.ndarray, options: Options = Options()) -> np.ndarray:
+  """uint8 RGB (H, W, 3) for a SAR array (H, W) or (H, W, C) of any size, exactly as a file of it is translated.
+
+  (H, W, 3 or 4) uint8 arrays are made grey as PNG/JPEG files are (Pillow's "L"); other (H, W, C)
+  arrays give band `options.band` (1-based), as TIFF files do. Pixels that are not valid
+  backscatter (`options.sar`) are 0. Raises DataError for values that do not fit the SAR units.
+  """
+  reader = raster.ArrayReader(sar, options.band)
+  _check_values(reader, options.sar)
+  grid = tiling.TileGrid.with_overlap_fraction(reader.height, reader.width, generator.image_size, options.overlap)
+  sink = raster.ArraySink(reader.height, reader.width)
+  summary = Summary()
+  _run(generator, [_Task(lambda: reader, lambda _: sink, grid)], options, summary, "1 array")
+  if summary.failed:
+    raise DataError(summary.errors[0])
+  return sink.rgb
+
+
+def _run(generator: TileGenerator, tasks: Sequence[_Task], options: Options, summary: Summary,
+         description: str) -> None:
+  with tqdm(total=sum(len(task.grid) for task in tasks), unit="tile", mininterval=1.0,
+            desc=description) as progress:
+    _Translation(generator, options, summary, progress).run(tasks)

@@ -19,7 +19,8 @@ import pytest
 from conftest import REPO, file_digests, tiny_config
 from PIL import Image
 
-from sar2optical import evaluation, translation
+import sar2optical
+from sar2optical import evaluation
 from sar2optical.errors import Sar2OpticalError
 from sar2optical.training import loop
 
@@ -78,7 +79,7 @@ def corrupt_checkpoint(tmp: pathlib.Path, ctx: dict) -> pathlib.Path:
 
 
 def predict(workdir: pathlib.Path, inputs: str, output: pathlib.Path) -> Callable[[], object]:
-  return lambda: translation.predict(workdir, "latest", "eval", inputs, output)
+  return lambda: sar2optical.load(workdir).translate_files(inputs, output)
 
 
 def a_file(tmp: pathlib.Path) -> pathlib.Path:

@@ -2,7 +2,7 @@
 
   sar2optical-train       train.py                         training.loop.train
   sar2optical-eval        eval.py                          evaluation.evaluate
-  sar2optical-predict     predict.py                       translation.predict
+  sar2optical-predict     predict.py                       translator.load(...).translate_files
   sar2optical-convert     python -m sar2optical.convert    pytorch.convert.convert
   sar2optical-export      python -m sar2optical.export     export.export_workdir
   sar2optical-split       python -m sar2optical.data.split data.splits

@@ -16,14 +16,15 @@ import sys
 
 from absl import flags
 
-from sar2optical import cli, translation
+import sar2optical
+from sar2optical import checkpoint, cli, translation
 from sar2optical.errors import CheckpointError, ConfigError
-from sar2optical.pixels import SAR_UNITS, SarScaling
+from sar2optical.pixels import SAR_UNITS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
 _STEP = flags.DEFINE_string("step", "latest", "With --workdir: the checkpoint step to use, or latest.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A step directory WORKDIR/checkpoints/<step> "
-                                  "(instead of --workdir and --step).")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A step directory WORKDIR/checkpoints/<step>, or an "
+                                  "artifact of sar2optical-export (instead of --workdir and --step).")
 _MODE = flags.DEFINE_enum("mode", "eval", ["eval", "train"], "eval: running BatchNorm statistics, no dropout "
                           "(default); train: batch statistics and dropout, as the pix2pix authors test.")
 _INPUT = flags.DEFINE_string("input", None, "An image, a folder (recursive) or a quoted glob.")
@@ -44,25 +45,26 @@ flags.mark_flags_as_required(["input", "output"])
 flags.mark_flags_as_mutual_exclusive(["workdir", "checkpoint"], required=True)
 
 
-def _workdir_and_step() -> tuple[pathlib.Path, str]:
-  """From --workdir and --step, or from --checkpoint=WORKDIR/checkpoints/<step>."""
+def _model_path() -> str:
+  """--workdir, or --checkpoint once it is known to be a step directory or an artifact file."""
   if _WORKDIR.value:
-    return pathlib.Path(_WORKDIR.value), _STEP.value
-  step_dir = pathlib.Path(_CHECKPOINT.value).expanduser().resolve()
-  if not (step_dir.name.isdigit() and step_dir.parent.name == "checkpoints"):
-    raise CheckpointError(f"--checkpoint: {_CHECKPOINT.value} is not a step directory WORKDIR/checkpoints/<step>")
-  return step_dir.parents[1], step_dir.name
+    return _WORKDIR.value
+  path = pathlib.Path(_CHECKPOINT.value).expanduser()
+  if _STEP.value != "latest":
+    raise ConfigError("--step goes with --workdir; --checkpoint names its step itself")
+  if not (path.is_file() or checkpoint.is_step_dir(path)):
+    raise CheckpointError(f"--checkpoint: {path} is not a step directory WORKDIR/checkpoints/<step> or an "
+                          "exported artifact")
+  return _CHECKPOINT.value
 
 
 def main(argv: list[str]) -> None:
   del argv
-  if _MODE.value == "train" and _BATCH_SIZE.value < 2:
-    raise ConfigError("--batch_size must be at least 2 with --mode=train (BatchNorm batch statistics)")
-  options = translation.Options(
-      sar=SarScaling(_SAR_UNITS.value, _DB_MIN.value, _DB_MAX.value), band=_BAND.value, overlap=_OVERLAP.value,
-      batch_size=_BATCH_SIZE.value, output_format=_OUTPUT_FORMAT.value, overwrite=_OVERWRITE.value)
-  workdir, step = _workdir_and_step()
-  summary = translation.predict(workdir, step, _MODE.value, _INPUT.value, _OUTPUT.value, options)
+  translator = sar2optical.load(_model_path(), _STEP.value, mode=_MODE.value,
+                                overlap=_OVERLAP.value, batch_size=_BATCH_SIZE.value)
+  summary = translator.translate_files(
+      _INPUT.value, _OUTPUT.value, output_format=_OUTPUT_FORMAT.value, overwrite=_OVERWRITE.value,
+      sar_units=_SAR_UNITS.value, db_min=_DB_MIN.value, db_max=_DB_MAX.value, band=_BAND.value)
   print(f"{summary} -> {_OUTPUT.value}")
   if summary.failed:
     sys.exit(1)
