@@ -53,6 +53,20 @@ def spread_variables(variables, seed: int):
   return flax.traverse_util.unflatten_dict({path: redraw(path, leaf) for path, leaf in flat.items()})
 
 
+def spread_generator(config, seed: int = 0):
+  """An eval-mode TrainedGenerator (step 0) of `config` in memory, its variables by `spread_variables`."""
+  import jax  # pylint: disable=g-import-not-at-top (keeps collection light)
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from sar2optical.pixels import PixelSpec  # pylint: disable=g-import-not-at-top
+  from sar2optical.trained_generator import TrainedGenerator  # pylint: disable=g-import-not-at-top
+  from sar2optical.training.recipe import make_recipe  # pylint: disable=g-import-not-at-top
+  recipe = make_recipe(config, PixelSpec())
+  sar = jnp.zeros((1, config.image_size, config.image_size, config.model.in_channels))
+  shapes = jax.eval_shape(lambda: recipe.generator.init(jax.random.PRNGKey(0), sar, train=False))
+  variables = jax.device_put(spread_variables(shapes, seed))
+  return TrainedGenerator(config, recipe.pixels, 0, recipe, variables["params"], variables["batch_stats"])
+
+
 def spread_state(config, seed: int = 0):
   """(recipe, a TrainState of `config`): G's and D's variables by `spread_variables`, the rest zeros (step 0).
 
