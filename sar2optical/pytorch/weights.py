@@ -74,7 +74,7 @@ def to_torch(variables: Variables, discriminator_layers: int | None = None,
   state_dict = {}
   for (collection, *path), leaf in flax.traverse_util.flatten_dict(flax.core.unfreeze(variables)).items():
     key = _torch_key(collection, tuple(path), discriminator_layers)
-    state_dict[key] = np.ascontiguousarray(_to_torch_layout(tuple(path), np.asarray(leaf, np.float32)))
+    state_dict[key] = np.array(_to_torch_layout(tuple(path), np.asarray(leaf, np.float32)), order="C")  # own, writable
     if key.endswith(".running_mean"):
       state_dict[key.removesuffix(".running_mean") + _BATCHES_TRACKED] = np.array(batches_tracked, np.int64)
   return state_dict
