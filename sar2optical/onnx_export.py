@@ -89,10 +89,10 @@ def convention(generator: TrainedGenerator) -> dict[str, Any]:
   size, channels = generator.image_size, generator.in_channels
   return {"format": "ONNX", "opset": OPSET, **generator.describe(),
           "input": {"name": INPUT, "shape": [_BATCH, channels, size, size], "dtype": "float32", "layout": "NCHW",
-                    "range": [low, high], "meaning": f"SAR in the model range: uint8 · {(high - low) / 255!r} + {low!r}"},
+                    "range": [low, high], "meaning": f"SAR in the model range: uint8 * {(high - low) / 255!r} + {low!r}"},
           "output": {"name": OUTPUT, "shape": [_BATCH, 3, size, size], "dtype": "float32", "layout": "NCHW",
                      "range": [low, high],
-                     "meaning": f"RGB in the model range: uint8 = round(clip((y − {low!r}) / {high - low!r}, 0, 1) · 255)"}}
+                     "meaning": f"RGB in the model range: uint8 = round(clip((y - {low!r}) / {high - low!r}, 0, 1) * 255)"}}
 
 
 def onnx_model(generator: TrainedGenerator) -> onnx.ModelProto:

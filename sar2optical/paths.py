@@ -26,13 +26,17 @@ def writable_directory(path: str | pathlib.Path, what: str) -> pathlib.Path:
 def written_whole(path: str | pathlib.Path) -> Iterator[pathlib.Path]:
   """Yields a temporary name beside `path` to write; renames it to `path` once the block ends without error.
 
-  Invariant: `path` is either left as it was or replaced by a complete file; the temporary file never
-  stays. An OSError becomes a DataError naming `path`.
+  Invariant: `path` is either left as it was or replaced by a complete file with the permissions of a
+  new file there (whatever the writer set: safetensors makes its files private); the temporary file
+  never stays. An OSError becomes a DataError naming `path`.
   """
   path = pathlib.Path(path)
   temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
   try:
+    temporary.touch()
+    mode = temporary.stat().st_mode
     yield temporary
+    temporary.chmod(mode)
     os.replace(temporary, path)
   except OSError as error:
     raise DataError(f"{path} cannot be written: {error.strerror or error}") from None

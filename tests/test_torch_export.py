@@ -36,6 +36,7 @@ def test_exported_state_dicts_load_strictly_into_the_original_and_give_our_outpu
   workdir = make_workdir(tmp_path / "run", in_channels, upsampling)
   written = export_torch(workdir, tmp_path / "torch")
   assert sorted(path.name for path in written) == FILES == sorted(path.name for path in (tmp_path / "torch").iterdir())
+  assert len({path.stat().st_mode for path in written}) == 1  # safetensors' own files would be private
   model = load_generator(workdir).config.model
   gen = torch_reference.UnetGenerator(in_channels, 3, upsampling != "none",
                                       mode="nearest" if upsampling == "none" else upsampling, levels=model.levels)
