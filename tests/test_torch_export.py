@@ -33,6 +33,7 @@ def assert_same_arrays(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> No
 @pytest.mark.parametrize("in_channels, upsampling", [(1, "none"), (3, "bilinear")])
 def test_exported_state_dicts_load_strictly_into_the_original_and_give_our_outputs(torch_reference, tmp_path,
                                                                                   in_channels, upsampling):
+  import torch  # pylint: disable=g-import-not-at-top (torch_reference skips without it)
   workdir = make_workdir(tmp_path / "run", in_channels, upsampling)
   written = export_torch(workdir, tmp_path / "torch")
   assert sorted(path.name for path in written) == FILES == sorted(path.name for path in (tmp_path / "torch").iterdir())
@@ -42,7 +43,6 @@ def test_exported_state_dicts_load_strictly_into_the_original_and_give_our_outpu
                                       mode="nearest" if upsampling == "none" else upsampling, levels=model.levels)
   disc = torch_reference.PatchGAN(in_channels + 3, n_layers=model.disc_layers)
   for network, name in ((gen, "gen"), (disc, "disc")):
-    import torch  # pylint: disable=g-import-not-at-top (torch_reference skips without it)
     network.load_state_dict(torch.load(tmp_path / "torch" / f"{name}.pth", weights_only=True), strict=True)
     network.eval()
     pth = load_pth(tmp_path / "torch" / f"{name}.pth")
