@@ -13,6 +13,14 @@ Writes, beside each other:
 
 The loader is a file written next to the artifact rather than a function of this package, so that
 whoever receives the artifact gets what runs it without installing sar2optical or its model code.
+Each file is written whole or not at all.
+
+The same command writes other formats (`--format`, default stablehlo):
+
+  --format=onnx  --output=F.onnx   an ONNX model in the original's onnxruntime convention, and F.onnx.json
+                                   (`sar2optical.onnx_export`; needs `pip install 'sar2optical[onnx]'`)
+  --format=torch --output=DIR      the original's state_dicts: DIR/{gen,disc}.pth and .safetensors
+                                   (`sar2optical.pytorch.export`; .pth needs torch)
 """
 
 import json

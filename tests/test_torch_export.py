@@ -9,7 +9,7 @@ import safetensors.numpy
 from conftest import make_workdir
 from test_convert import latest_state, max_differences, save_reference
 
-from sar2optical.errors import CheckpointError, ConfigError
+from sar2optical.errors import CheckpointError, ConfigError, DataError
 from sar2optical.pytorch import convert
 from sar2optical.pytorch.export import export_torch
 from sar2optical.trained_generator import load_generator
@@ -82,6 +82,9 @@ def test_bad_inputs_are_named(tmp_path):
   with pytest.raises(CheckpointError, match=f"no checkpoints in {tmp_path / 'empty'}"):
     export_torch(tmp_path / "empty", tmp_path / "torch")
   assert not (tmp_path / "torch").exists()
+  (tmp_path / "file").write_text("")
+  with pytest.raises(DataError, match=f"--output {tmp_path / 'file'} cannot be created or written"):
+    export_torch(make_workdir(tmp_path / "run"), tmp_path / "file")
   (tmp_path / "broken.safetensors").write_bytes(b"not a safetensors file")
   with pytest.raises(CheckpointError, match=f"{tmp_path / 'broken.safetensors'}: cannot be read as safetensors"):
     convert.convert(tmp_path / "broken.safetensors", tmp_path / "converted")
