@@ -88,3 +88,9 @@ def test_bad_inputs_are_named(tmp_path):
   (tmp_path / "broken.safetensors").write_bytes(b"not a safetensors file")
   with pytest.raises(CheckpointError, match=f"{tmp_path / 'broken.safetensors'}: cannot be read as safetensors"):
     convert.convert(tmp_path / "broken.safetensors", tmp_path / "converted")
+
+
+def test_a_pixel_discriminator_run_exports_the_generator_only(tmp_path):
+  pytest.importorskip("torch", reason="torch (optional test dependency) is not installed")
+  workdir = make_workdir(tmp_path / "run", **{"model.disc": "pixel"})
+  assert sorted(path.name for path in export_torch(workdir, tmp_path / "torch")) == ["gen.pth", "gen.safetensors"]
