@@ -13,6 +13,14 @@ Writes, beside each other:
 
 The loader is a file written next to the artifact rather than a function of this package, so that
 whoever receives the artifact gets what runs it without installing sar2optical or its model code.
+Each file is written whole or not at all.
+
+The same command writes other formats (`--format`, default stablehlo):
+
+  --format=onnx  --output=F.onnx   an ONNX model in the original's onnxruntime convention, and F.onnx.json
+                                   (`sar2optical.onnx_export`; needs `pip install 'sar2optical[onnx]'`)
+  --format=torch --output=DIR      the original's state_dicts: DIR/{gen,disc}.pth and .safetensors
+                                   (`sar2optical.pytorch.export`; .pth needs torch)
 """
 
 import json
@@ -25,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from sar2optical import paths
 from sar2optical.errors import CheckpointError, ConfigError
 from sar2optical.pixels import PixelSpec
 from sar2optical.trained_generator import TrainedGenerator, load_generator
@@ -113,30 +122,30 @@ def export_generator(generator: TrainedGenerator,
 
 
 def sidecar(generator: TrainedGenerator, exported: jax.export.Exported) -> dict[str, Any]:
-  return {"format": FORMAT, "step": generator.step,
-          "image_size": generator.image_size, "in_channels": generator.in_channels,
+  return {"format": FORMAT, **generator.describe(),
           "input": {"shape": ["b", generator.image_size, generator.image_size, generator.in_channels],
                     "dtype": "uint8", "meaning": "SAR pixels, SEN1-2 8-bit convention"},
           "output": {"shape": ["b", generator.image_size, generator.image_size, 3], "dtype": "uint8",
                      "meaning": "RGB pixels"},
-          "pixels": generator.pixels.to_dict(), "mode": "eval", "platforms": list(exported.platforms),
-          "calling_convention_version": exported.calling_convention_version, "jax_version": jax.__version__,
-          "model": generator.config.model.to_dict()}
+          "platforms": list(exported.platforms), "calling_convention_version": exported.calling_convention_version,
+          "jax_version": jax.__version__}
 
 
 def export_workdir(workdir: str | pathlib.Path, output: str | pathlib.Path, step: str | int = "latest",
                    platforms: tuple[str, ...] = DEFAULT_PLATFORMS) -> pathlib.Path:
-  """Writes the artifact `output`, `output.json` and the loader beside them; returns the artifact's path."""
+  """Writes the artifact `output`, `output.json` and the loader beside them, each whole or not at all.
+
+  Returns the artifact's path.
+  """
   unknown = sorted(set(platforms) - set(PLATFORMS))
   if unknown or not platforms:
     raise ConfigError(f"--platforms: expected some of {', '.join(PLATFORMS)}, got {', '.join(platforms) or 'none'}")
   generator = load_generator(workdir, step)
+  output = paths.writable_file(output, "--output")
   exported = export_generator(generator, platforms)
-  output = pathlib.Path(output)
-  output.parent.mkdir(parents=True, exist_ok=True)
-  output.write_bytes(exported.serialize())
-  pathlib.Path(f"{output}.json").write_text(json.dumps(sidecar(generator, exported), indent=2) + "\n")
-  (output.parent / LOADER_NAME).write_text(LOADER_SOURCE)
+  paths.write_whole(output, exported.serialize())
+  paths.write_whole(f"{output}.json", json.dumps(sidecar(generator, exported), indent=2) + "\n")
+  paths.write_whole(output.parent / LOADER_NAME, LOADER_SOURCE)
   logging.info("Exported step %d of %s for %s to %s (%.1f MB), loader %s", generator.step, workdir,
                ", ".join(exported.platforms), output, output.stat().st_size / 1e6, output.parent / LOADER_NAME)
   return output

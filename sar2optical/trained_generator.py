@@ -57,9 +57,15 @@ class TrainedGenerator:
   def in_channels(self) -> int:
     return self.config.model.in_channels
 
+  def describe(self) -> dict[str, Any]:
+    """What an exported artifact's sidecar says of its generator: step, size, channels, pixels, mode, model."""
+    return {"step": self.step, "image_size": self.image_size, "in_channels": self.in_channels,
+            "pixels": self.pixels.to_dict(), "mode": self.mode, "model": self.config.model.to_dict()}
 
-def load_generator(workdir: str | pathlib.Path, step: str | int = "latest", mode: Mode = "eval") -> TrainedGenerator:
-  """Restores the generator of `step` ('latest' or a number) with its config and pixel mapping."""
+
+def load_checkpoint(workdir: str | pathlib.Path, step: str | int = "latest",
+                    mode: Mode = "eval") -> tuple[TrainedGenerator, state_lib.TrainState]:
+  """The generator of `step` ('latest' or a number) and the whole TrainState it was restored from."""
   checkpoints = checkpoint.Checkpoints(workdir, create=False)
   try:
     step = checkpoints.resolve_step(step)
@@ -72,4 +78,9 @@ def load_generator(workdir: str | pathlib.Path, step: str | int = "latest", mode
     state = checkpoints.restore(step, abstract)
   finally:
     checkpoints.close()
-  return TrainedGenerator(config, pixels, step, recipe, state.g_params, state.g_stats, mode)
+  return TrainedGenerator(config, pixels, step, recipe, state.g_params, state.g_stats, mode), state
+
+
+def load_generator(workdir: str | pathlib.Path, step: str | int = "latest", mode: Mode = "eval") -> TrainedGenerator:
+  """Restores the generator of `step` ('latest' or a number) with its config and pixel mapping."""
+  return load_checkpoint(workdir, step, mode)[0]

@@ -10,33 +10,16 @@ import jax
 import numpy as np
 import pytest
 from PIL import Image
-from conftest import REPO, tiny_config
+from conftest import REPO, make_workdir
 
-from sar2optical import checkpoint, export
+from sar2optical import export
 from sar2optical.errors import ConfigError
 from sar2optical.trained_generator import load_generator
-from sar2optical.training.mesh import make_mesh
-from sar2optical.training.recipe import make_recipe
-from sar2optical.training.state import create_state
 from sar2optical.pixels import PixelSpec
 
 # Runs a script with the project's model code and torch made unimportable (`import flax` raises ImportError).
 _WITHOUT_PROJECT = ("import runpy, sys; sys.modules.update(dict.fromkeys(['sar2optical', 'flax', 'optax', 'orbax', "
                     "'torch'])); sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
-
-
-def make_workdir(workdir: pathlib.Path, in_channels: int, upsampling: str) -> pathlib.Path:
-  """A checkpoint at step 5 of a 3-level generator at 32², with weights that spread its outputs over 0..255."""
-  config = tiny_config("unused", **{"model.in_channels": in_channels, "model.upsampling": upsampling})
-  model = make_recipe(config, PixelSpec())
-  state = create_state(model, make_mesh(), 0, config.image_size, in_channels)
-  fan_in_scaled = lambda leaf: leaf / (0.02 * np.sqrt(leaf.size / leaf.shape[-1])) if leaf.ndim == 4 else leaf
-  state = state.replace(g_params=jax.tree.map(fan_in_scaled, state.g_params))  # N(0, 0.02) → N(0, 1/fan-in)
-  checkpoints = checkpoint.Checkpoints(workdir)
-  checkpoints.save(5, state, None, checkpoint.make_metadata(config, PixelSpec(), 5))
-  checkpoints.wait()
-  checkpoints.close()
-  return workdir
 
 
 def run_without_project(*args: str) -> subprocess.CompletedProcess:

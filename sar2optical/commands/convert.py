@@ -10,8 +10,8 @@ __doc__ = convert_lib.__doc__  # the usage that --help prints: the module's own
 
 
 def _define_flags() -> None:
-  flags.DEFINE_string("torch_gen", None, "The original's generator state_dict (.pth).", required=True)
-  flags.DEFINE_string("torch_disc", None, "The original's discriminator state_dict (.pth); default: a fresh one.")
+  flags.DEFINE_string("torch_gen", None, "The original's generator state_dict (.pth, or .safetensors).", required=True)
+  flags.DEFINE_string("torch_disc", None, "The original's discriminator state_dict (.pth, or .safetensors); default: a fresh one.")
   flags.DEFINE_string("output", None, "The workdir to create.", required=True)
   flags.DEFINE_enum("upsampling", None, ["none", "nearest", "bilinear"],
                     "Decoder upsampling: none = ConvTranspose (read from the keys when not given); nearest or "

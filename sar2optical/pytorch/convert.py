@@ -3,7 +3,8 @@ r"""Converts the PyTorch SAR2Optical checkpoints into a workdir that eval.py, pr
   python -m sar2optical.convert --torch_gen=pix2pix_gen_180.pth [--torch_disc=pix2pix_disc_180.pth] \
       --output=runs/converted [--upsampling=none|nearest|bilinear] [--data_root=/path/to/v_2 [--split_file=F]]
 
-The `.pth` state_dicts are read without torch and without executing pickled code (`pth_files`).
+The `.pth` state_dicts are read without torch and without executing pickled code (`pth_files`); a
+`.safetensors` file (as `--format=torch` exports beside each `.pth`) is read with `safetensors.numpy`.
 The generator's depth and SAR channels come from its keys (the original trained on 3-channel SAR);
 its upsampling variant's keys do not say whether it resized by nearest or bilinear, so
 `--upsampling` must. The workdir gets `checkpoints/0/` (both networks, fresh optimizer states, the
@@ -21,6 +22,8 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+import safetensors
+import safetensors.numpy
 from absl import logging
 
 from sar2optical import checkpoint, configuration
@@ -39,6 +42,16 @@ _FIRST_ENCODER_WEIGHT = "encoder.enc1.conv_block.0.weight"
 _RESIZE_CONV_WEIGHT = "decoder.dec1.conv_block.0.1.weight"  # only in the upsampling variant
 _PATCH_BLOCK_WEIGHT = re.compile(r"model\.model\.(\d+)\.conv_block\.0\.weight")
 _FIRST_PATCH_WEIGHT = "model.model.0.conv_block.0.weight"
+
+
+def read_state_dict(path: pathlib.Path) -> StateDict:
+  """{name: array} of a `.safetensors` file, or of a `.pth` (any other name); CheckpointError naming the file."""
+  if path.suffix != ".safetensors":
+    return pth_files.load_state_dict(path)
+  try:
+    return safetensors.numpy.load_file(path)
+  except (OSError, safetensors.SafetensorError) as error:
+    raise CheckpointError(f"{path}: cannot be read as safetensors: {error}") from None
 
 
 def generator_fields(state_dict: StateDict, path: pathlib.Path, upsampling: str | None) -> dict[str, Any]:
@@ -104,10 +117,10 @@ def convert(torch_gen: str | pathlib.Path, output: str | pathlib.Path, *, torch_
   if checkpoint.checkpoint_dir(output).is_dir():
     raise CheckpointError(f"--output={output} already holds checkpoints; convert into a new folder")
   gen_path = pathlib.Path(torch_gen)
-  gen_state_dict = pth_files.load_state_dict(gen_path)
+  gen_state_dict = read_state_dict(gen_path)
   generator = generator_fields(gen_state_dict, gen_path, upsampling)
   disc_path = pathlib.Path(torch_disc) if torch_disc else None
-  disc_state_dict = pth_files.load_state_dict(disc_path) if disc_path else None
+  disc_state_dict = read_state_dict(disc_path) if disc_path else None
   disc_layers = (discriminator_layers(disc_state_dict, disc_path, generator["in_channels"]) if disc_path
                  else configuration.default_config().model.disc_layers)
   try:

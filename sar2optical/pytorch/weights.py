@@ -1,4 +1,4 @@
-"""PyTorch SAR2Optical state_dict names and layouts ↔ our Flax variables.
+"""PyTorch SAR2Optical state_dict names and layouts ↔ our Flax variables, both ways.
 
 A state_dict here is a plain mapping of names to numpy arrays (no torch needed). Flax module names
 mirror the PyTorch tree, so each variable has exactly one PyTorch key:
@@ -23,7 +23,7 @@ from sar2optical.errors import CheckpointError
 
 Variables = dict[str, Any]
 _NORM_NAMES = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
-_IGNORED_SUFFIXES = (".num_batches_tracked",)
+_BATCHES_TRACKED = ".num_batches_tracked"  # kept by torch, not by us (see to_torch)
 
 
 def _torch_key(collection: str, path: tuple[str, ...], discriminator_layers: int | None) -> str:
@@ -58,6 +58,28 @@ def _to_flax_layout(path: tuple[str, ...], value: np.ndarray) -> np.ndarray:
   return value.transpose(2, 3, 1, 0) if path[-1] == "kernel" else value
 
 
+def _to_torch_layout(path: tuple[str, ...], value: np.ndarray) -> np.ndarray:
+  """The inverse of `_to_flax_layout`: (kh,kw,I,O) → (O,I,kh,kw), (kh,kw,O,I) → (I,O,kh,kw)."""
+  return value.transpose(3, 2, 0, 1) if path[-1] == "kernel" else value
+
+
+def to_torch(variables: Variables, discriminator_layers: int | None = None,
+             batches_tracked: int = 0) -> dict[str, np.ndarray]:
+  """The PyTorch state_dict (names, layouts, float32) of Flax `variables` (`params`, `batch_stats`).
+
+  The inverse of `from_torch`: `from_torch(to_torch(v), v) == v` bitwise. Each BatchNorm also gets
+  its `num_batches_tracked` (int64, `batches_tracked`), which torch keeps but uses only with
+  momentum=None (the original does not), so that `load_state_dict(strict=True)` accepts it.
+  """
+  state_dict = {}
+  for (collection, *path), leaf in flax.traverse_util.flatten_dict(flax.core.unfreeze(variables)).items():
+    key = _torch_key(collection, tuple(path), discriminator_layers)
+    state_dict[key] = np.array(_to_torch_layout(tuple(path), np.asarray(leaf, np.float32)), order="C")  # own, writable
+    if key.endswith(".running_mean"):
+      state_dict[key.removesuffix(".running_mean") + _BATCHES_TRACKED] = np.array(batches_tracked, np.int64)
+  return state_dict
+
+
 def from_torch(state_dict: Mapping[str, np.ndarray], template: Variables,
                discriminator_layers: int | None = None) -> Variables:
   """Flax variables shaped like `template` (`params`, `batch_stats`) from a PyTorch state_dict.
@@ -78,7 +100,7 @@ def from_torch(state_dict: Mapping[str, np.ndarray], template: Variables,
       misshaped.append(f"{key}: got {tuple(np.shape(state_dict[key]))}, expected one giving {tuple(leaf.shape)}")
       continue
     result[(collection, *path)] = value
-  unexpected = sorted(k for k in state_dict if k not in used and not k.endswith(_IGNORED_SUFFIXES))
+  unexpected = sorted(k for k in state_dict if k not in used and not k.endswith(_BATCHES_TRACKED))
   problems = ([f"missing key {k}" for k in missing] + [f"unexpected key {k}" for k in unexpected]
               + [f"mis-shaped {m}" for m in misshaped])
   if problems:

@@ -1,0 +1,84 @@
+r"""Exports a workdir's networks as the original SAR2Optical's state_dicts: the inverse of `pytorch.convert`.
+
+  python -m sar2optical.export --format=torch --workdir=runs/pix2pix --output=DIR [--step=latest]
+
+Writes DIR/gen.safetensors and DIR/disc.safetensors (`safetensors.numpy`: no torch needed), then
+DIR/gen.pth and DIR/disc.pth (`torch.save` of an OrderedDict of tensors, which
+`torch.load(path, weights_only=True)` reads), each file whole or not at all. Keys, layouts and float32
+values are the original's (`pytorch.weights.to_torch`), BatchNorm's `num_batches_tracked` included (the
+checkpoint's step), so the original's networks take them with `load_state_dict(strict=True)` and
+`sar2optical.convert` reads either file back into the same variables, bitwise. The safetensors'
+metadata hold `format: pt` and, under `sar2optical`, the step, image size, channels, pixel mapping and
+model fields. Writing `.pth` needs torch: without it the safetensors are written and the error says so.
+A run with the pixel discriminator, which has no counterpart among the original's names here, exports
+the generator only.
+"""
+
+import collections
+import json
+import pathlib
+
+import numpy as np
+import safetensors.numpy
+from absl import logging
+
+from sar2optical import paths
+from sar2optical.errors import ConfigError
+from sar2optical.pytorch import weights
+from sar2optical.trained_generator import TrainedGenerator, load_checkpoint
+
+StateDict = dict[str, np.ndarray]
+
+
+def state_dicts(workdir: str | pathlib.Path, step: str | int = "latest") -> tuple[TrainedGenerator, dict[str, StateDict]]:
+  """The generator of `step` and the original's state_dicts of its networks: {"gen": ..., "disc": ...}.
+
+  "disc" is absent for the pixel discriminator.
+  """
+  generator, state = load_checkpoint(workdir, step)
+  model = generator.config.model
+  result = {"gen": weights.to_torch({"params": state.g_params, "batch_stats": state.g_stats},
+                                    batches_tracked=generator.step)}
+  if model.disc == "patch":
+    result["disc"] = weights.to_torch({"params": state.d_params, "batch_stats": state.d_stats}, model.disc_layers,
+                                      generator.step)
+  else:
+    logging.warning("The %s discriminator has no state_dict names of the original's: exporting the generator only",
+                    model.disc)
+  return generator, result
+
+
+def _save_pth(state_dict: StateDict, path: pathlib.Path) -> None:
+  import torch  # pylint: disable=g-import-not-at-top (optional: only .pth files need it)
+  torch.save(collections.OrderedDict((key, torch.from_numpy(value)) for key, value in state_dict.items()), path)
+
+
+def _torch_installed() -> bool:
+  try:
+    import torch  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return False
+  return True
+
+
+def export_torch(workdir: str | pathlib.Path, output: str | pathlib.Path,
+                 step: str | int = "latest") -> list[pathlib.Path]:
+  """Writes OUTPUT/{gen,disc}.safetensors, then OUTPUT/{gen,disc}.pth; returns the files written."""
+  generator, networks = state_dicts(workdir, step)
+  directory = paths.writable_directory(output, "--output")
+  metadata = {"format": "pt", "sar2optical": json.dumps(generator.describe())}
+  written = []
+  for name, state_dict in networks.items():
+    with paths.written_whole(directory / f"{name}.safetensors") as temporary:
+      safetensors.numpy.save_file(state_dict, temporary, metadata=metadata)
+    written.append(directory / f"{name}.safetensors")
+  if not _torch_installed():
+    raise ConfigError(f"--format=torch: writing {directory / 'gen.pth'} needs torch, which is not installed "
+                      f"(pip install torch); written: {', '.join(map(str, written))}")
+  for name, state_dict in networks.items():
+    with paths.written_whole(directory / f"{name}.pth") as temporary:
+      _save_pth(state_dict, temporary)
+    written.append(directory / f"{name}.pth")
+  logging.info("Exported step %d of %s as the original's state_dicts: %s", generator.step, workdir,
+               ", ".join(map(str, written)))
+  return written
