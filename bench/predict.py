@@ -2,6 +2,8 @@ r"""Benchmarks translation: tiles/s and peak RSS of our generator and of the PyT
 
   python bench/predict.py                       # ~2 min on 2 cores: both generators + a 2048² scene
   python bench/predict.py --scene_size=10980    # a whole Sentinel-1 scene through predict.py (memory)
+  python bench/predict.py --host_only           # predict's host side alone: reading, scaling, tiling,
+                                                # blending, writing a float32 σ⁰ GeoTIFF, no network
 
 Prints one JSON object. Every case runs in its own process, whose peak RSS (ru_maxrss) is read
 when it ends:
@@ -14,12 +16,17 @@ when it ends:
   zero-filled border, EPSG:32633), with a fresh, untrained generator (`create_state`)
   written as a real workdir checkpoint. The scene is written in bands of rows, so the benchmark
   never holds it either.
+- `host` (--host_only, instead of the above): predict.py's translation of the same scene
+  (--scene_size, linear units, GeoTIFF out) with a generator-shaped no-op in place of the network:
+  same tile shapes and batches, its output the SAR tile itself in the model range. Its
+  `host_tiles_per_second` is the rate the host side can feed a device at; median of --repeats runs.
 """
 
 import importlib.util
 import json
 import os
 import pathlib
+import resource
 import subprocess
 import sys
 import tempfile
@@ -36,7 +43,7 @@ from absl import flags  # noqa: E402
 from rasterio.transform import from_origin  # noqa: E402
 from rasterio.windows import Window  # noqa: E402
 
-from sar2optical import checkpoint, cli, configuration  # noqa: E402
+from sar2optical import checkpoint, cli, configuration, translation  # noqa: E402
 from sar2optical.trained_generator import TrainedGenerator  # noqa: E402
 from sar2optical.training.mesh import make_mesh  # noqa: E402
 from sar2optical.training.recipe import make_recipe  # noqa: E402
@@ -54,6 +61,9 @@ _SCRATCH = flags.DEFINE_string("scratch", None, "Folder for the tiles, scene, ch
                                "(a 10,980² scene needs about 0.8 GB); default: a temporary folder.")
 _TORCH_REFERENCE = flags.DEFINE_string("torch_reference", str(REPO.parent / "shared/bench/torch_seed_pix2pix.py"),
                                        "The PyTorch SAR2Optical reference (its UnetGenerator).")
+_HOST_ONLY = flags.DEFINE_bool("host_only", False, "Measure predict's host side alone (no network).")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "With --host_only: runs, of which the median is reported.",
+                                lower_bound=1)
 _CASE = flags.DEFINE_enum("case", None, ["ours", "torch"], "Internal: run one generator case in this process.")
 _TILES_FILE = flags.DEFINE_string("tiles_file", None, "Internal: the .npy of tiles for --case.")
 
@@ -192,7 +202,41 @@ def _scene_case(scratch: pathlib.Path, size: int) -> dict:
           "generator": "untrained, fresh create_state, saved as a real checkpoint (step 0)"}
 
 
+class _NoOpGenerator:
+  """Generator-shaped, without a network: uint8 SAR (B, S, S, C) → its first band as RGB in the model range."""
+  pixels = PixelSpec()
+  step = 0
+  image_size = TILE
+
+  def __init__(self, in_channels: int):
+    self.in_channels = in_channels
+
+  def __call__(self, sar: np.ndarray) -> np.ndarray:
+    return np.repeat(sar[..., :1], 3, axis=-1).astype(np.float32) * (2.0 / 255.0) - 1.0
+
+
+def _host_case(scratch: pathlib.Path, size: int) -> dict:
+  scene, output = scratch / "scene.tif", scratch / "host"
+  _write_scene(scene, size)
+  tiles = len(TileGrid.with_overlap_fraction(size, size, TILE, 0.25))
+  options = translation.Options(sar=translation.SarScaling("linear"), batch_size=_BATCH_SIZE.value, overwrite=True)
+  seconds = []
+  for _ in range(_REPEATS.value):
+    start = time.perf_counter()
+    summary = translation.translate_files(_NoOpGenerator(int(_IN_CHANNELS.value)), [(scene, pathlib.Path("scene.tif"))],
+                                          output, options)
+    seconds.append(time.perf_counter() - start)
+    assert summary.translated == 1, summary
+  median = float(np.median(seconds))
+  return {"size": size, "grid_tiles": tiles, "tile": TILE, "seconds": [round(s, 2) for s in seconds],
+          "host_tiles_per_second": round(tiles / median, 1), "cpus": os.cpu_count(),
+          "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+          "output_mb": round((output / "scene.tif").stat().st_size / 2**20, 1)}
+
+
 def _report(scratch: pathlib.Path) -> dict:
+  if _HOST_ONLY.value:
+    return {"host": _host_case(scratch, _SCENE_SIZE.value or 2048)}
   in_channels = int(_IN_CHANNELS.value)
   tiles = np.random.default_rng(0).integers(0, 256, (_TILES.value, TILE, TILE, in_channels), np.uint8)
   tiles_file = scratch / "tiles.npy"

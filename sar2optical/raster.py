@@ -264,9 +264,11 @@ class _GeoTiffWriter(RgbWriter):
 
   def __init__(self, path: pathlib.Path, height: int, width: int, georeference: Georeference):
     super().__init__(path)
+    # Deflate (readable everywhere GeoTIFF is) compressed by GDAL's worker threads, one block each, so that
+    # the compression keeps up with a device on a many-core host.
     profile = dict(driver="GTiff", height=height, width=width, count=3, dtype="uint8", photometric="RGB",
                    tiled=True, blockxsize=_GEOTIFF_BLOCK, blockysize=_GEOTIFF_BLOCK, compress="deflate",
-                   predictor=2, BIGTIFF="IF_SAFER")
+                   predictor=2, num_threads="ALL_CPUS", BIGTIFF="IF_SAFER")
     if georeference.transform is not None:
       profile.update(crs=georeference.crs, transform=georeference.transform)
     try:

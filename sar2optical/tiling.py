@@ -88,13 +88,23 @@ class TileGrid:
     last = row == len(self.row_origins) - 1
     return self.row_origins[row], self.height if last else self.row_origins[row + 1]
 
-  def tile_row(self, row: int, strip: np.ndarray) -> np.ndarray:
-    """The tiles (cols, tile, tile, ...) of grid row `row`, cut from `strip` = image[first:stop] of `strip_rows`."""
-    first, _ = self.strip_rows(row)
+  def tile_row(self, row: int, strip: np.ndarray) -> list[np.ndarray]:
+    """The tiles (tile, tile, ...) of grid row `row`, cut from `strip` = image[first:stop] of `strip_rows`.
+
+    Tiles are views of one band of the strip, reflected where the grid reaches past the image.
+    """
+    first, stop = self.strip_rows(row)
     origin = self.row_origins[row]
     rows = reflect_indices(origin, origin + self.tile, self.height) - first
-    band = strip[rows][:, reflect_indices(0, self.padded_width, self.width)]
-    return np.stack([band[:, x:x + self.tile] for x in self.col_origins])
+    band = strip[rows[0]:rows[0] + self.tile] if rows[-1] - rows[0] == self.tile - 1 else strip[rows]
+    if self.padded_width > self.width:
+      band = np.concatenate([band, band[:, reflect_indices(self.width, self.padded_width, self.width)]], axis=1)
+    return [band[:, x:x + self.tile] for x in self.col_origins]
+
+  def tiles_with_data(self, row: int, mask_strip: np.ndarray) -> list[bool]:
+    """For each tile of grid row `row`: whether `mask_strip` (image[first:stop] of `strip_rows`) is set in it."""
+    columns = mask_strip.any(axis=0)[reflect_indices(0, self.padded_width, self.width)]
+    return [bool(columns[x:x + self.tile].any()) for x in self.col_origins]
 
 
 class Blender:
@@ -106,6 +116,7 @@ class Blender:
   def __init__(self, grid: TileGrid, channels: int):
     self._grid = grid
     self._weights = feather_weights(grid.tile, grid.overlap)
+    self._weighted = np.empty((grid.tile, grid.tile, channels), np.float32)  # scratch: weights × tile
     self._sum = np.zeros((grid.tile, grid.padded_width, channels), np.float32)
     self._weight_sum = np.zeros((grid.tile, grid.padded_width, 1), np.float32)
     self._added = 0
@@ -122,8 +133,10 @@ class Blender:
       raise ValueError(f"all {len(grid)} tiles of the grid were already added")
     if tile is not None:
       x = grid.col_origins[col]
-      self._sum[:, x:x + grid.tile] += self._weights[..., None] * tile
-      self._weight_sum[:, x:x + grid.tile, 0] += self._weights
+      np.multiply(self._weights[..., None], tile, out=self._weighted)
+      window, weight_window = self._sum[:, x:x + grid.tile], self._weight_sum[:, x:x + grid.tile, 0]
+      np.add(window, self._weighted, out=window)
+      np.add(weight_window, self._weights, out=weight_window)
     self._added += 1
     if col < len(grid.col_origins) - 1:
       return None

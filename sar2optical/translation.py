@@ -3,7 +3,8 @@
 Each input is cut into overlapping tiles of the model's size (`tiling`), read a row of tiles at a
 time (`raster`), brought to the SEN1-2 8-bit convention (`pixels.SarScaling`) and translated in
 batches that run across rows and files; finished rows are blended and written straight away, so
-memory does not grow with the scene. Tiles without a valid pixel (nodata, zero fill) are not
+memory does not grow with the scene. Reading, translating, blending and writing overlap in
+four threads (`_Translation`). Tiles without a valid pixel (nodata, zero fill) are not
 translated. The output has the input's height and width; a GeoTIFF keeps its georeferencing, and
 its nodata pixels are 0 and masked. An in-memory array takes the same path as a file, read and
 written in memory (`translate_array`), so the notebook API and predict.py give the same bytes.
@@ -16,6 +17,7 @@ import functools
 import itertools
 import pathlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 import numpy as np
@@ -23,10 +25,15 @@ from absl import logging
 from tqdm import tqdm
 
 from sar2optical import raster, tiling
+from sar2optical.data import images
 from sar2optical.errors import DataError, Sar2OpticalError
 from sar2optical.pixels import PixelSpec, SarScaling
 
 OUTPUT_FORMAT_CHOICES = ("auto", *raster.OUTPUT_FORMATS)
+_READ_AHEAD = 2  # rows of tiles read before the generator asks for them
+_BLEND_BEHIND = 2  # batches translated before they are blended
+_WRITE_BEHIND = 2  # bands of finished rows before they are written
+_END = object()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,8 +164,23 @@ def _file_writer(target: pathlib.Path, output_format: str, reader: raster.SarRea
   return raster.create_writer(target, output_format, reader.height, reader.width, reader.georeference)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Stopped:
+  """In the tile stream: a job's remaining `missing` tiles will not come; `error` if its input failed."""
+  missing: int
+  error: Sar2OpticalError | None = None
+
+
+_Item = np.ndarray | None | _Stopped  # a SAR tile; None for a tile without valid pixels; or the end of a job
+
+
 class _Job:
-  """One input being translated: reader → SAR tiles; translated tiles → blender → writer."""
+  """One input being translated, its work split over three threads.
+
+  The reading thread reads, scales and cuts the input (`tile_rows`) and alone touches the reader;
+  the blending thread blends translated tiles into finished rows (`blend`); the writing thread
+  alone touches the writer (`write`, `fail`). `failed`, set by the writing thread, stops the other two.
+  """
 
   def __init__(self, task: _Task, options: Options, generator: TileGenerator):
     self.task = task
@@ -174,95 +196,160 @@ class _Job:
       self._reader.close()
       raise
 
-  def tiles(self) -> Iterator[np.ndarray | None]:
-    """uint8 SAR tiles (tile, tile, in_channels) in grid order, None for a tile without valid pixels."""
-    grid = self.task.grid
-    for row in range(len(grid.row_origins)):
-      if self.failed:
-        return
-      first, stop = grid.strip_rows(row)
-      values, valid = self._reader.read_rows(first, stop)
-      pixels, backscatter_valid = self._sar.to_uint8(values)
-      valid &= backscatter_valid
-      start, end = grid.released_rows(row)
-      self._valid_rows.append(valid[start - first:end - first])
-      for tile, tile_valid in zip(grid.tile_row(row, pixels), grid.tile_row(row, valid)):
-        yield np.repeat(tile[..., None], self._generator.in_channels, axis=-1) if tile_valid.any() else None
-    self._reader.close()
+  def tile_rows(self) -> Iterator[list[np.ndarray | None]]:
+    """Each row of tiles: uint8 SAR (tile, tile, in_channels), None for a tile without valid pixels."""
+    grid, channels = self.task.grid, self._generator.in_channels
+    try:
+      for row in range(len(grid.row_origins)):
+        if self.failed:
+          return
+        first, stop = grid.strip_rows(row)
+        values, valid = self._reader.read_rows(first, stop)
+        pixels, backscatter_valid = self._sar.to_uint8(values)
+        valid &= backscatter_valid
+        start, end = grid.released_rows(row)
+        self._valid_rows.append(valid[start - first:end - first])
+        yield [images.repeat_band(tile[..., None], channels) if with_data else None
+               for tile, with_data in zip(grid.tile_row(row, pixels), grid.tiles_with_data(row, valid))]
+    finally:
+      self._reader.close()
 
-  def add(self, translated: np.ndarray | None) -> bool:
-    """Blends the next translated tile and writes the rows it completes; True once the output is written."""
+  def blend(self, translated: np.ndarray | None) -> tuple[int, np.ndarray, np.ndarray] | None:
+    """Blends the next translated tile; the rows it completes as (first row, uint8 RGB, valid), or None."""
     released = self._blender.add(translated)
-    if released is not None:
-      start, values = released
-      valid = self._valid_rows.popleft()
-      rgb = self._generator.pixels.to_uint8(values)
-      rgb[~valid] = 0
-      self._writer.write_rows(start, rgb, valid)
-    if not self._blender.done:
+    if released is None:
+      return None
+    start, values = released
+    valid = self._valid_rows.popleft()
+    rgb = self._generator.pixels.to_uint8(values)
+    rgb[~valid] = 0
+    return start, rgb, valid
+
+  def write(self, start: int, rgb: np.ndarray, valid: np.ndarray) -> bool:
+    """Writes finished rows; True once the last is written and the output committed."""
+    self._writer.write_rows(start, rgb, valid)
+    if start + len(rgb) < self.task.grid.height:
       return False
     self._writer.commit()
     return True
 
   def fail(self) -> None:
-    """Stops reading and drops the partial output."""
+    """Stops the reading and blending and drops the partial output."""
     self.failed = True
-    self._reader.close()
     self._writer.abort()
 
 
+class _Stage:
+  """A thread running the calls submitted to it in order, at most `depth` waiting; their errors reach the
+  submitter. Submitted to from one thread only."""
+
+  def __init__(self, name: str, depth: int):
+    self._executor = ThreadPoolExecutor(1, name)
+    self._pending: collections.deque[Future] = collections.deque()
+    self._depth = depth
+
+  def submit(self, function: Callable[..., Any], *args: Any) -> None:
+    self._pending.append(self._executor.submit(function, *args))
+    while len(self._pending) > self._depth:
+      self._pending.popleft().result()
+
+  def drain(self) -> None:
+    """Waits until every submitted call has run."""
+    while self._pending:
+      self._pending.popleft().result()
+
+  def close(self) -> None:
+    self._executor.shutdown(cancel_futures=True)
+
+
 class _Translation:
-  """The tiles of all tasks as one stream, translated in batches, results routed back to their jobs."""
+  """The tiles of all tasks as one stream, translated in batches, results routed back to their jobs.
+
+  Four threads overlap: one reads, scales and cuts rows of tiles (`_READ_AHEAD` rows ahead); this
+  one batches them and calls the generator (which returns before the device is done); one blends
+  (`_BLEND_BEHIND` batches behind); one writes (`_WRITE_BEHIND` bands of rows behind). Memory stays
+  bounded by those depths. The blending thread alone updates the progress bar, the writing thread
+  alone the summary.
+  """
 
   def __init__(self, generator: TileGenerator, options: Options, summary: Summary, progress: tqdm):
     self._generator, self._options, self._summary, self._progress = generator, options, summary, progress
+    self._blending = _Stage("blend-tiles", _BLEND_BEHIND)
+    self._writing = _Stage("write-rows", _WRITE_BEHIND)
 
-  def tiles(self, tasks: Sequence[_Task]) -> Iterator[tuple[_Job, np.ndarray]]:
+  def tile_rows(self, tasks: Sequence[_Task]) -> Iterator[list[tuple[_Job | None, _Item]]]:
+    """Rows of (job, tile) over all tasks; a job that stops early ends with (job, _Stopped)."""
     for task in tasks:
       job, produced = None, 0
       try:
         job = _Job(task, self._options, self._generator)
-        for tile in job.tiles():
-          produced += 1
-          yield job, tile
+        for row in job.tile_rows():
+          produced += len(row)
+          yield [(job, tile) for tile in row]
       except Sar2OpticalError as error:
-        if job is not None:
-          job.fail()
-        self._summary.fail(error)
-      if produced < len(task.grid):  # failed: its other tiles will not come
-        self._progress.total -= len(task.grid) - produced
-        self._progress.refresh()
+        yield [(job, _Stopped(len(task.grid) - produced, error))]
+        continue
+      if produced < len(task.grid):  # the writing thread failed it
+        yield [(job, _Stopped(len(task.grid) - produced))]
 
   def run(self, tasks: Sequence[_Task]) -> None:
-    """Keeps one batch in flight while the next is read and the previous one written."""
-    batch_size = self._options.batch_size
-    in_flight = collections.deque()
-    for batch in _batched(self.tiles(tasks), batch_size):
-      jobs, tiles = zip(*batch)
-      present = [tile for tile in tiles if tile is not None]
-      translated = None
-      if present:
-        padding = [present[-1]] * (batch_size - len(present))  # one compiled shape
-        translated = self._generator(np.stack(present + padding))
-      in_flight.append((jobs, tiles, translated))
-      if len(in_flight) > 1:
-        self._deliver(*in_flight.popleft())
-    while in_flight:
-      self._deliver(*in_flight.popleft())
+    reading = ThreadPoolExecutor(1, "read-tiles")
+    try:
+      rows = _read_ahead(self.tile_rows(tasks), reading, _READ_AHEAD)
+      for batch in _batched(itertools.chain.from_iterable(rows), self._options.batch_size):
+        jobs, items = zip(*batch)
+        self._blending.submit(self._blend, jobs, items, self._translate(items))
+      self._blending.submit(self._writing.drain)
+      self._blending.drain()
+    finally:
+      reading.shutdown(cancel_futures=True)
+      self._blending.close()
+      self._writing.close()
 
-  def _deliver(self, jobs: Sequence[_Job], tiles: Sequence[np.ndarray | None], translated) -> None:
+  def _translate(self, items: Sequence[_Item]) -> Any:
+    """The generator's output for the tiles among `items`, padded to one compiled batch shape; None if none."""
+    present = [item for item in items if isinstance(item, np.ndarray)]
+    if not present:
+      return None
+    padding = [present[-1]] * (self._options.batch_size - len(present))
+    return self._generator(np.stack(present + padding))
+
+  def _blend(self, jobs: Sequence[_Job | None], items: Sequence[_Item], translated: Any) -> None:
+    """In the blending thread: routes each output to its job, hands finished rows to the writing thread."""
     outputs = iter(np.asarray(translated) if translated is not None else ())
-    for job, tile in zip(jobs, tiles):
-      output = None if tile is None else next(outputs)
-      if job.failed:
+    for job, item in zip(jobs, items):
+      if isinstance(item, _Stopped):
+        self._progress.total -= item.missing
+        self._progress.refresh()
+        if item.error is not None:
+          self._writing.submit(self._fail, job, item.error)
         continue
-      try:
-        if job.add(output):
-          self._summary.translated += 1
-      except Sar2OpticalError as error:
-        job.fail()
-        self._summary.fail(error)
-    self._progress.update(len(jobs))
+      output = None if item is None else next(outputs)
+      self._progress.update(1)
+      if not job.failed and (rows := job.blend(output)) is not None:
+        self._writing.submit(self._write, job, *rows)
+
+  def _write(self, job: _Job, start: int, rgb: np.ndarray, valid: np.ndarray) -> None:
+    if job.failed:
+      return
+    try:
+      if job.write(start, rgb, valid):
+        self._summary.translated += 1
+    except Sar2OpticalError as error:
+      self._fail(job, error)
+
+  def _fail(self, job: _Job | None, error: Sar2OpticalError) -> None:
+    if job is not None:
+      job.fail()
+    self._summary.fail(error)
+
+
+def _read_ahead(items: Iterator, executor: ThreadPoolExecutor, depth: int) -> Iterator:
+  """`items`, each computed in `executor`'s thread up to `depth` ahead of the consumer; errors re-raised here."""
+  pending = collections.deque(executor.submit(next, items, _END) for _ in range(depth))
+  while (item := pending.popleft().result()) is not _END:
+    pending.append(executor.submit(next, items, _END))
+    yield item
 
 
 def translate_files(generator: TileGenerator, inputs: Sequence[tuple[pathlib.Path, pathlib.Path]],

@@ -104,6 +104,16 @@ def blend(grid: TileGrid, image: np.ndarray, skipped: frozenset[int] = frozenset
   return result
 
 
+@pytest.mark.parametrize("height, width", [(70, 100), (5, 7), (64, 97)])
+def test_tiles_with_data_are_the_tiles_holding_a_valid_pixel(height, width):
+  grid = TileGrid(height, width, TILE, 8)
+  valid = np.random.default_rng(2).random((height, width)) > 0.9995  # a few scattered valid pixels
+  for row in range(len(grid.row_origins)):
+    first, stop = grid.strip_rows(row)
+    expected = [bool(tile.any()) for tile in grid.tile_row(row, valid[first:stop])]
+    assert grid.tiles_with_data(row, valid[first:stop]) == expected
+
+
 @pytest.mark.parametrize("height, width, overlap", [(70, 100, 8), (32, 32, 8), (5, 7, 8), (64, 97, 0), (33, 40, 16)])
 def test_tiles_blend_back_to_the_image(height, width, overlap):
   """Cutting into tiles and blending returns the image, released band by band."""
@@ -273,6 +283,19 @@ def test_bad_files_are_reported_and_the_rest_go_on(generator, tmp_path, scene_u8
   assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["good.png"]  # nothing half-written
   again = translate(generator, tmp_path, "good.png")
   assert (again.translated, again.skipped) == (0, 1)
+
+
+def test_a_scene_unreadable_past_its_middle_leaves_no_output(generator, tmp_path, scene_u8):
+  """The read fails rows into the scene, while earlier rows are being blended and written in other threads."""
+  scene = np.tile(db_of(scene_u8), (4, 3)).astype(np.float32)  # 280 × 300, stored in 16-row strips
+  write_geotiff(tmp_path / "in" / "a_cut.tif", scene[None], blockysize=16)
+  cut = tmp_path / "in" / "a_cut.tif"
+  cut.write_bytes(cut.read_bytes()[:cut.stat().st_size // 2])
+  write_geotiff(tmp_path / "in" / "b_whole.tif", scene[None])
+  summary = translate(generator, tmp_path, "", sar=SarScaling("db"), batch_size=3)
+  assert (summary.translated, summary.failed) == (1, 1) and "cannot read rows" in summary.errors[0]
+  assert "a_cut.tif" in summary.errors[0]
+  assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["b_whole.tif"]
 
 
 def test_band_that_does_not_exist_is_named(generator, tmp_path, scene_u8):
