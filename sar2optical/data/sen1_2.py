@@ -1,6 +1,8 @@
-"""TFDS builder `sen1_2`: a SEN1-2 folder in the Kaggle layout as ArrayRecord, split by a split file.
+"""TFDS builder `sen1_2`: a data root in any layout `pairs` reads as ArrayRecord, split by a split file.
 
-Each example holds the SAR and optical images, the class (its folder name), the scene
+The root may be the Kaggle copy (16,000 pairs by terrain), the full SEN1-2 from mediaTUM in its
+season folders (282,384 pairs; the class is then the season), or same-name folders. Each example
+holds the SAR and optical images, the class (its folder name, or season), the scene
 ("ROIs1970_fall_13", or "") and the patch id (the s1 path relative to the folder, as split files
 list it). Two configs:
 
@@ -13,6 +15,7 @@ ArrayRecord shards are stored uncompressed: the images hardly compress (PNGs not
 by a tenth), and decoding TFDS's default zstd took most of the time of a read.
 """
 
+import functools
 import io
 import os
 import pathlib
@@ -33,7 +36,7 @@ _CHANNELS = {"sar": ("L", 1), "optical": ("RGB", 3)}
 
 
 class Sen12(tfds.core.GeneratorBasedBuilder):
-  """SEN1-2 Sentinel-1/Sentinel-2 patch pairs, from a manually downloaded Kaggle `v_2` folder."""
+  """SEN1-2 Sentinel-1/Sentinel-2 patch pairs, from a manually downloaded copy (Kaggle `v_2` or mediaTUM)."""
 
   name = "sen1_2"
   VERSION = tfds.core.Version("1.0.0")
@@ -44,13 +47,20 @@ class Sen12(tfds.core.GeneratorBasedBuilder):
   ]
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
   Download "Sentinel-1&2 Image Pairs segregated by terrain" from Kaggle and point the manual dir
-  at its v_2 folder (v_2/<class>/s1/*.png, v_2/<class>/s2/*.png).
+  at its v_2 folder (v_2/<class>/s1/*.png, v_2/<class>/s2/*.png), or download SEN1-2 from
+  mediaTUM (https://mediatum.ub.tum.de/1436631), extract its four season archives into one folder
+  (ROIs1158_spring/s1_1/*.png, ...) and point the manual dir at it.
   """
 
-  def __init__(self, *, split_file: str | None = None, split_seed: int = 0, **kwargs: Any):
-    """`split_file`: a split.json to build the splits from; None: a seeded split by scene."""
+  def __init__(self, *, split_file: str | None = None, split_seed: int = 0, scene_pattern: str = "",
+               seasons: tuple[str, ...] = (), **kwargs: Any):
+    """`split_file`: a split.json to build the splits from; None: a seeded split by scene.
+
+    `scene_pattern` and `seasons`: which pairs and scenes, as `pairs.find_pairs` takes them.
+    """
     self._split_file = split_file
     self._split_seed = split_seed
+    self._find = functools.partial(pairs_lib.find_pairs, scene_pattern=scene_pattern, seasons=seasons)
     super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -77,7 +87,7 @@ class Sen12(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
     root = pathlib.Path(dl_manager.manual_dir)
-    found = pairs_lib.find_pairs(root)
+    found = self._find(root)
     if self._split_file:
       split = splits.read_split(self._split_file)
     else:
