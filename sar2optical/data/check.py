@@ -16,6 +16,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import itertools
+import multiprocessing
 import pathlib
 import runpy
 
@@ -71,7 +72,8 @@ def _inspect_in_processes(images: Sequence[tuple[pathlib.Path, str]], image_size
   if workers <= 1:
     return _inspect_all(images, image_size, threads)
   chunks = [images[start:start + _CHUNK] for start in range(0, len(images), _CHUNK)]
-  with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+  # Spawned, not forked: a fork of a process that has loaded JAX (tests, notebooks) can deadlock.
+  with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
     found = pool.map(_inspect_all, chunks, itertools.repeat(image_size), itertools.repeat(threads))
     return [problem for chunk_problems in found for problem in chunk_problems]
 
