@@ -15,7 +15,9 @@ runs in a freshly spawned process, which reports its wall time and peak RSS:
             and the memory the train split's source takes in each grain worker (beside a list of Pairs')
 
 Then each measure is fitted with a line through the sizes (least squares) and projected to 282,384
-pairs. Small images make decoding cheap, so what is measured is the per-pair overhead of the data
+pairs. The build's memory does not grow without bound as that line would: TFDS's shuffler keeps
+up to 1 GB of examples in memory, then spills them to 1,000 bucket files on disk and reads them back
+one at a time; runs with more than 1 GB of examples (--image_size=128: 64 KB a pair) show it level off. Small images make decoding cheap, so what is measured is the per-pair overhead of the data
 code, not PNG decoding of 256² images (bench/input_pipeline.py measures that).
 """
 
@@ -184,9 +186,8 @@ def main(argv: list[str]) -> None:
   }
   projected = result[f"projected_{FULL_SIZE}"]
   result["goals"] = {
-      "index_split_under_60s": projected["index.index_split_s"] < 60,
-      "build_peak_rss_under_2GB": max(row["build"]["peak_rss_mb"] for row in rows) < 2048
-                                  and projected["build.peak_rss_mb"] < 2048,
+      "index_split_under_60s_projected": projected["index.index_split_s"] < 60,
+      "build_peak_rss_under_2GB_measured": max(row["build"]["peak_rss_mb"] for row in rows) < 2048,
   }
   text = json.dumps(result, indent=2)
   print(text)

@@ -196,3 +196,30 @@ def test_check_calls_a_root_without_pairs_a_problem(tmp_path, make):
   assert run.stdout.splitlines()[:3] == [f"{tmp_path}: 0 pairs (none)", "1 problems: 1 layout",
                                          f"{tmp_path}: 1 problem"]
   assert f"layout      {tmp_path}: no SAR/optical pairs found under {tmp_path}: expected" in run.stdout
+
+
+# The TFDS build.
+
+
+def test_tfds_build_of_the_original_layout_restarts_with_the_shards_it_finished(tmp_path):
+  from sar2optical.data import build_tfds, sources  # pylint: disable=g-import-not-at-top (TFDS takes seconds)
+  root, data_dir = tmp_path / "sen12", tmp_path / "tfds"
+  demo.generate(root, pairs_per_class=6, size=32, layout="original")
+  split = splits.make_split(pairs_lib.find_pairs(root), seed=0)
+  last = root / split["data"]["test"][-1]
+  intact = last.read_bytes()
+  last.write_bytes(b"cut short")
+  with pytest.raises(DataError, match=str(last)):
+    build_tfds.build(str(root), data_dir=str(data_dir), examples_per_shard=4)
+  finished = {path.name.split("-")[0] + path.name.split("-")[1]: path.stat().st_ino
+              for path in data_dir.glob(".sen1_2_shards/pixels/*/*") if not path.name.endswith(".partial")}
+  assert {name[:-5] for name in finished} == {"train", "val"} and len(finished) > 3
+  last.write_bytes(intact)
+  build_tfds.build(str(root), data_dir=str(data_dir), examples_per_shard=4)
+  built = {path.name.split("-")[1].split(".")[0] + path.name.split("-")[2]: path.stat().st_ino
+           for path in data_dir.glob("sen1_2/pixels/1.0.0/*.array_record-*")}
+  assert {name: built[name] for name in finished} == finished  # moved in, not written again
+  assert not list(data_dir.glob(".sen1_2_shards/pixels/*"))
+  test = sources.TfdsSource("test", data_dir=str(data_dir))
+  assert sorted(test.name_and_label(index)[0] for index in range(len(test))) == split["data"]["test"]
+  assert {test.name_and_label(index)[1] for index in range(len(test))} <= set(pairs_lib.SEASONS)

@@ -19,14 +19,18 @@ from sar2optical.errors import DataError
 
 
 def build(manual_dir: str, *, data_dir: str = "", config: str = "pixels", split_file: str = "",
-          seed: int = 0, scene_pattern: str = "", seasons: tuple[str, ...] = ()) -> sen1_2.Sen12:
-  """Builds (or finds already built) sen1_2/`config` from `manual_dir` into `data_dir`."""
+          seed: int = 0, scene_pattern: str = "", seasons: tuple[str, ...] = (),
+          examples_per_shard: int = sen1_2.EXAMPLES_PER_SHARD) -> sen1_2.Sen12:
+  """Builds (or finds already built) sen1_2/`config` from `manual_dir` into `data_dir`.
+
+  A build interrupted and started again keeps the shards it finished (see `sen1_2.Sen12._generate_splits`).
+  """
   manual = pathlib.Path(manual_dir).expanduser()
   if not manual.is_dir():
     raise DataError(f"--manual_dir: {manual} is not a directory")
   builder = sen1_2.Sen12(config=config, data_dir=data_dir or None, split_file=split_file or None,
                          split_seed=seed, scene_pattern=scene_pattern, seasons=seasons,
-                         file_format="array_record")
+                         examples_per_shard=examples_per_shard, file_format="array_record")
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
   return builder
 
