@@ -9,8 +9,7 @@ list it). Two configs:
   pixels  decoded uint8 arrays: about twice the PNGs' size, nothing to decode while training
   png     the images as PNG bytes (re-encoded only where a file is not an L / RGB PNG)
 
-The build needs no TensorFlow; `python -m sar2optical.data.build_tfds` (or `tfds build
---file_format=array_record`) runs it. The split (a split file, or a seeded split by scene) is stored
+The build needs no TensorFlow; `python -m sar2optical.data.build_tfds` runs it. The split (a split file, or a seeded split by scene) is stored
 in the dataset's metadata under "split". The shards are written by the builder itself, one example
 in memory at a time (TFDS's writer needs TensorFlow past 1 GB), uncompressed: the images hardly
 compress (PNGs not at all, pixels by a tenth), and decoding TFDS's default zstd took most of the
@@ -124,8 +123,8 @@ class Sen12(tfds.core.GeneratorBasedBuilder):
     """
     del download_config
     if self.info.file_format != file_adapters.FileFormat.ARRAY_RECORD:
-      raise DataError(f"sen1_2 is stored as ArrayRecord; build it with file_format=array_record "
-                      f"(tfds build --file_format=array_record), not {self.info.file_format.value}")
+      raise DataError(f"sen1_2 is stored as ArrayRecord; build it with file_format=array_record, "
+                      f"not {self.info.file_format.value}")
     root = pathlib.Path(dl_manager.manual_dir)
     split_pairs = self._split_pairs(root)
     staging = self._staging_dir(root)
