@@ -223,3 +223,16 @@ def test_tfds_build_of_the_original_layout_restarts_with_the_shards_it_finished(
   test = sources.TfdsSource("test", data_dir=str(data_dir))
   assert sorted(test.name_and_label(index)[0] for index in range(len(test))) == split["data"]["test"]
   assert {test.name_and_label(index)[1] for index in range(len(test))} <= set(pairs_lib.SEASONS)
+
+
+@requires_sen12
+def test_split_command_on_the_original_layout_with_a_season_filter(tmp_path):
+  root = _rearranged(tmp_path / "sen12")
+  run = _run_module("sar2optical.data.split", f"--root={root}", "--seasons=fall", f"--output={tmp_path / 'split.json'}")
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert f"of 61 pairs in {root}" in run.stdout and "scenes in more than one split: none" in run.stdout
+  assert [line.split()[0] for line in run.stdout.splitlines()[2:4]] == ["fall", "all"]
+  bad = _run_module("sar2optical.data.split", f"--root={root}", "--scene_pattern=ROIs", "--output=x.json")
+  assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
+      "error: the scene pattern (config.data.scene_pattern, --scene_pattern): needs a group named scene, "
+      "e.g. (?P<scene>[a-z]+_\\d+); got 'ROIs'")

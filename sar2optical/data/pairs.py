@@ -240,7 +240,7 @@ def index_folder(root: str | os.PathLike[str], scene_pattern: str = "") -> Folde
     raise DataError(f"data root not found: {root}")
   if not root.is_dir():
     raise DataError(f"data root is not a directory: {root}")
-  pattern = compile_scene_pattern(scene_pattern, "scene pattern")
+  pattern = compile_scene_pattern(scene_pattern, "the scene pattern (config.data.scene_pattern, --scene_pattern)")
   index = FolderIndex([], [], [], [], [], {})
   for folders in _pair_folders(root, index):
     _pair_up(root, folders, pattern, index)
