@@ -110,8 +110,8 @@ def test_same_name_folders_pair_by_name(tmp_path, sar, optical, class_folder):
     _png(tmp_path / class_folder / optical / f"{tile}.png", 3)
   prefix = f"{class_folder}/" if class_folder else ""
   pairs = pairs_lib.find_pairs(tmp_path, r"(?P<scene>volkov_\d+)_x")
-  assert pairs[1] == pairs_lib.Pair(f"{prefix}{sar}/volkov_003_x384_y0.png", f"{prefix}{optical}/volkov_003_x384_y0.png",
-                                    class_folder, "volkov_003")
+  name = "volkov_003_x384_y0.png"
+  assert pairs[1] == pairs_lib.Pair(f"{prefix}{sar}/{name}", f"{prefix}{optical}/{name}", class_folder, "volkov_003")
   assert [pair.scene for pair in pairs] == ["volkov_003", "volkov_003", "volkov_017"]
 
 

@@ -30,7 +30,7 @@ _CHUNK = 512  # images a worker process decodes per task
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-  """Something wrong with one file or folder (or the root): `kind` is layout, unpaired, empty, unreadable, size or mode."""
+  """Something wrong with a file, a folder or the root: `kind` is layout, unpaired, empty, unreadable, size or mode."""
   path: pathlib.Path
   kind: str
   detail: str
@@ -98,7 +98,8 @@ def check_folder(root: str | pathlib.Path, *, image_size: int = 256, threads: in
   images += [(optical, "optical") for optical, _ in index.optical_without_sar]
   problems += _inspect_in_processes(images, image_size, threads, workers)
   counts = collections.Counter(pair.label for pair in index.pairs)
-  return Report(dict(sorted(counts.items())), sorted(problems, key=lambda p: (group_of(p.path, root), str(p.path), p.kind)))
+  problems.sort(key=lambda problem: (group_of(problem.path, root), str(problem.path), problem.kind))
+  return Report(dict(sorted(counts.items())), problems)
 
 
 def group_of(path: pathlib.Path, root: pathlib.Path) -> str:

@@ -5,9 +5,9 @@ Three layouts, each recognised by itself (one root holds one kind):
   Kaggle SEN1-2   ROOT/<class>/s1/ROIs1970_fall_s1_13_p265.png  ↔ ROOT/<class>/s2/ROIs1970_fall_s2_13_p265.png
                   (or ROOT/s1/ and ROOT/s2/ directly)
   same-name       ROOT/[<class>/]s1/x.png ↔ ROOT/[<class>/]s2/x.png, or ROOT/[<class>/]A/x.png ↔ .../B/x.png
-  original        ROOT/ROIs1158_spring/s1_1/ROIs1158_spring_s1_1_p1.png ↔ ROOT/ROIs1158_spring/s2_1/ROIs1158_spring_s2_1_p1.png
-                  (SEN1-2 from mediaTUM: season folders, one s1_<n>/s2_<n> folder pair per scene; ROOT may
-                  also be one season folder)
+  original        ROOT/ROIs1158_spring/s1_1/ROIs1158_spring_s1_1_p1.png
+                  ↔ ROOT/ROIs1158_spring/s2_1/ROIs1158_spring_s2_1_p1.png (SEN1-2 from mediaTUM: season
+                  folders, one s1_<n>/s2_<n> folder pair per scene; ROOT may also be one season folder)
 
 In s1/s2 and scene folders an image's twin is the file whose name has `_s1_` replaced by `_s2_` (the
 same name when it has no `_s1_`, which makes the Kaggle and same-name layouts one); in A/B folders
@@ -176,7 +176,7 @@ def _image_names(folder: pathlib.Path) -> list[str]:
 
 
 def _scene_folders(season: pathlib.Path, names: set[str], index: FolderIndex) -> list[PairFolders]:
-  """The s1_<n>/s2_<n> folder pairs among `names`, the subfolders of a season folder; lone and empty ones go to `index`."""
+  """The s1_<n>/s2_<n> folder pairs among `names`, a season folder's subfolders; lone and empty ones go to `index`."""
   label = _SEASON_FOLDER.fullmatch(season.name)["season"]
   numbers = sorted({match["number"] for match in map(_SCENE_FOLDER.fullmatch, names) if match}, key=int)
   if not numbers:

@@ -9,11 +9,12 @@ list it). Two configs:
   pixels  decoded uint8 arrays: about twice the PNGs' size, nothing to decode while training
   png     the images as PNG bytes (re-encoded only where a file is not an L / RGB PNG)
 
-The build needs no TensorFlow; `python -m sar2optical.data.build_tfds` runs it. The split (a split file, or a seeded split by scene) is stored
-in the dataset's metadata under "split". The shards are written by the builder itself, one example
-in memory at a time (TFDS's writer needs TensorFlow past 1 GB), uncompressed: the images hardly
-compress (PNGs not at all, pixels by a tenth), and decoding TFDS's default zstd took most of the
-time of a read. An interrupted build, started again, keeps the shards it finished.
+The build needs no TensorFlow; `python -m sar2optical.data.build_tfds` runs it. The split (a
+split file, or a seeded split by scene) is stored in the dataset's metadata under "split". The
+shards are written by the builder itself, one example in memory at a time (TFDS's writer needs
+TensorFlow past 1 GB), uncompressed: the images hardly compress (PNGs not at all, pixels by a
+tenth), and decoding TFDS's default zstd took most of the time of a read. An interrupted build,
+started again, keeps the shards it finished.
 """
 
 from collections.abc import Iterable
