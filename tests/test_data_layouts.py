@@ -236,3 +236,10 @@ def test_split_command_on_the_original_layout_with_a_season_filter(tmp_path):
   assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
       "error: the scene pattern (config.data.scene_pattern, --scene_pattern): needs a group named scene, "
       "e.g. (?P<scene>[a-z]+_\\d+); got 'ROIs'")
+
+
+def test_an_empty_season_folder_is_named(tmp_path):
+  demo.generate(tmp_path, pairs_per_class=3, size=32, layout="original")
+  (tmp_path / "ROIs2017_winter").mkdir()
+  with pytest.raises(DataError, match=rf"^folder {tmp_path}/ROIs2017_winter has no images in s1_<n>/ or s2_<n>/"):
+    pairs_lib.find_pairs(tmp_path)

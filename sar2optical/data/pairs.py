@@ -122,17 +122,13 @@ class PairFolders:
   """Two folders whose images pair up: SAR in `sar`, optical in `optical`, all labelled `label`.
 
   `tags`: what a SAR name's twin has instead, ("_s1_", "_s2_"), or ("", "") for the same name.
-  `layout`: CLASS_FOLDERS or SEASON_FOLDERS. `where`: the folder to name when both are empty.
+  `where`: the folder to name when they hold no image (the class folder, or the scene folder).
   """
   sar: pathlib.Path
   optical: pathlib.Path
   label: str
   tags: tuple[str, str]
-  layout: str
-
-  @property
-  def where(self) -> pathlib.Path:
-    return self.sar.parent if self.layout == CLASS_FOLDERS else self.sar
+  where: pathlib.Path
 
   def twin(self, sar_name: str) -> str:
     return sar_name.replace(*self.tags, 1) if self.tags[0] else sar_name
@@ -180,12 +176,12 @@ def _scene_folders(season: pathlib.Path, names: set[str], index: FolderIndex) ->
   label = _SEASON_FOLDER.fullmatch(season.name)["season"]
   numbers = sorted({match["number"] for match in map(_SCENE_FOLDER.fullmatch, names) if match}, key=int)
   if not numbers:
-    index.empty_folders.append(PairFolders(season / "s1_<n>", season / "s2_<n>", label, _TAGS, SEASON_FOLDERS))
+    index.empty_folders.append(PairFolders(season / "s1_<n>", season / "s2_<n>", label, _TAGS, season))
   found = []
   for number in numbers:
     sar, optical = season / f"s1_{number}", season / f"s2_{number}"
     if sar.name in names and optical.name in names:
-      found.append(PairFolders(sar, optical, label, _TAGS, SEASON_FOLDERS))
+      found.append(PairFolders(sar, optical, label, _TAGS, sar))
     else:
       index.lone_folders.append((sar, optical) if sar.name in names else (optical, sar))
   return found
@@ -196,14 +192,15 @@ def _pair_folders(root: pathlib.Path, index: FolderIndex) -> list[PairFolders]:
   found = []
   for folder in [root] + [root / name for name in _subfolders(root)]:
     names = set(_subfolders(folder))
-    if _SEASON_FOLDER.fullmatch(folder.name) and not names & SIDE_FOLDERS:
+    season = _SEASON_FOLDER.fullmatch(folder.name) and not names & SIDE_FOLDERS
+    if season and (folder != root or any(map(_SCENE_FOLDER.fullmatch, names))):
       found += _scene_folders(folder, names, index)
       index.layouts.setdefault(SEASON_FOLDERS, folder)
       continue
     label = "" if folder == root else folder.name
     for sar, optical, tags in _SIDES:
       if sar in names or optical in names:
-        found.append(PairFolders(folder / sar, folder / optical, label, tags, CLASS_FOLDERS))
+        found.append(PairFolders(folder / sar, folder / optical, label, tags, folder))
         index.layouts.setdefault(CLASS_FOLDERS, folder)
   return found
 
