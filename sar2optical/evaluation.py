@@ -97,13 +97,13 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
              steps: str = "latest", batch_size: int = 8, mode: Mode = "eval", output_dir: str | None = None,
              grid_pairs: int = 8, data_source: str = "folder", tfds_data_dir: str = "",
              tfds_config: str = "pixels", features: FeatureOptions = FeatureOptions(),
-             save_images: bool = False) -> list[dict]:
+             save_images: bool = False, seasons: str | None = None) -> list[dict]:
   """Evaluates each requested checkpoint of `workdir`; writes metrics.json, per_image.csv and grid.png per step.
 
   The pairs are a split of a folder (`data_root`, default the config's) per WORKDIR/split.json, or
   with `data_source="tfds"` a split of the sen1_2 TFDS build in `tfds_data_dir`. With `features`,
   FID/KID and LPIPS too; with `save_images`, the generated images in step_N/images/ (s1 paths) and
-  the targets' paths in step_N/targets.txt.
+  the targets' paths in step_N/targets.txt. `seasons` (e.g. "fall") replaces the config's data.seasons.
   """
   networks = feature_networks(features) if features.fid or features.lpips else None
   workdir = pathlib.Path(workdir)
@@ -119,7 +119,9 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
     generator = load_generator(workdir, step, mode)
     data = ml_collections.ConfigDict({**generator.config.data.to_dict(), "source": data_source,
                                       "root": data_root or generator.config.data.root,
-                                      "tfds_data_dir": tfds_data_dir, "tfds_config": tfds_config})
+                                      "tfds_data_dir": tfds_data_dir, "tfds_config": tfds_config,
+                                      "seasons": generator.config.data.get("seasons", "") if seasons is None
+                                      else seasons})
     run_data = resolve.resolve(data, workdir, seed=generator.config.seed, record=False)
     directory = output_root / f"step_{generator.step}"
     result, scores, names, labels = evaluate_step(generator, workdir, run_data, split, batch_size=batch_size,

@@ -20,6 +20,8 @@ def _define_flags() -> None:
   flags.DEFINE_integer("pairs_per_class", 24, "SAR/optical pairs per land-cover class.")
   flags.DEFINE_integer("size", 256, "Side of each square patch in pixels.")
   flags.DEFINE_integer("seed", 0, "Random seed; the same seed gives byte-identical images.")
+  flags.DEFINE_enum("layout", "kaggle", demo_lib.LAYOUTS, "kaggle: <class>/s1, <class>/s2; original: SEN1-2's "
+                    "season folders (ROIs9000_spring/s1_<scene>); same-name: <class>/A, <class>/B.")
 
 
 def main(argv: list[str]) -> None:
@@ -28,7 +30,7 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
     n = generate(FLAGS.output, pairs_per_class=FLAGS.pairs_per_class, size=FLAGS.size,
-                 seed=FLAGS.seed)
+                 seed=FLAGS.seed, layout=FLAGS.layout)
   except Sar2OpticalError as e:
     sys.exit(f"error: {e}")
   print(f"Wrote {n} synthetic SAR/optical pairs ({FLAGS.pairs_per_class} per class, "
