@@ -1,4 +1,4 @@
-"""The `python -m sar2optical.data.demo` command (console script `sar2optical-demo`)."""
+"""The `python -m sar2optical.data.demo` command (console script `sar2optical-demo-data`)."""
 
 import sys
 
