@@ -89,7 +89,7 @@ class Translated:
 
   def note(self, name: str, seconds: float) -> str:
     """One line for the page: what was translated, how fast, and whether the previews are downscaled."""
-    text = f"{name}: {self.width}×{self.height} px translated in {seconds:.1f} s"
+    text = f"{name}: {self.width}×{self.height} px, done in {seconds:.1f} s"
     stride = preview_stride(self.height, self.width)
     if stride > 1:
       text += f"; the previews are downscaled {stride}× (the downloads are full size)"
@@ -117,12 +117,14 @@ class _Page:
     self.translator = translator
     self._outputs = tempfile.TemporaryDirectory(prefix="sar2optical-demo-")
 
-  def translate(self, upload: str | None, sar_units: str, db_min: float, db_max: float, band: str,
+  def translate(self, upload: str | None, sar_units: str, db_min: float | None, db_max: float | None, band: str,
                 progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
     """(SAR preview, RGB preview, PNG, GeoTIFF, note, folder) for an uploaded file; bad input → gr.Error."""
     del progress  # Gradio shows the translation's tqdm bar through it (track_tqdm)
     if upload is None:
       raise gr.Error("Upload a SAR image (PNG, JPEG or GeoTIFF) or pick an example first.")
+    if db_min is None or db_max is None:
+      raise gr.Error("Set both ends of the dB range.")
     source = pathlib.Path(upload)
     folder = pathlib.Path(tempfile.mkdtemp(dir=self._outputs.name))
     started = time.perf_counter()
@@ -147,7 +149,7 @@ def _header(translator: Translator) -> str:
           f"Pix2Pix generator of step {translator.step}, translating in {translator.image_size}² tiles as "
           "predict.py does. Upload 8-bit SEN1-2 SAR (units uint8) or calibrated backscatter σ⁰/γ⁰ "
           "(a float GeoTIFF: units linear or dB, scaled over the dB range); a GeoTIFF's result keeps its "
-          "georeferencing.")
+          "georeferencing. The first translation also compiles the generator.")
 
 
 def build(translator: Translator, examples: Sequence[pathlib.Path] = ()) -> gr.Blocks:
@@ -159,7 +161,7 @@ def build(translator: Translator, examples: Sequence[pathlib.Path] = ()) -> gr.B
       with gr.Column(scale=1):
         upload = gr.File(label="SAR image: PNG, JPEG or (Geo)TIFF", file_types=list(raster.INPUT_SUFFIXES),
                          type="filepath", elem_id="upload")
-        units = gr.Radio(list(SAR_UNITS), value="uint8", label="SAR units")
+        units = gr.Radio(list(SAR_UNITS), value="uint8", label="SAR units", elem_id="units")
         with gr.Row():
           db_min = gr.Number(-25.0, label="dB → 0", min_width=80)
           db_max = gr.Number(0.0, label="dB → 255", min_width=80)
