@@ -23,17 +23,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-import sar2optical
-from sar2optical import checkpoint, export, raster, translation
 from sar2optical.errors import ConfigError, MissingExtra, Sar2OpticalError
-from sar2optical.pixels import SAR_UNITS, SarScaling
-from sar2optical.translator import SarOptions, Translator
 
-try:
+try:  # first, so that a missing Gradio is said before the rest (JAX) is imported
   import gradio as gr
 except ImportError as missing:
   raise MissingExtra("the web demo needs Gradio, an optional extra: pip install 'sar2optical[demo]' "
                      "(pip install -e '.[demo]' in a clone)") from missing
+
+import sar2optical  # noqa: E402
+from sar2optical import checkpoint, export, raster, translation  # noqa: E402
+from sar2optical.pixels import SAR_UNITS, SarScaling  # noqa: E402
+from sar2optical.translator import SarOptions, Translator  # noqa: E402
 
 #: The longest side of the previews in the page; the downloads are full size.
 PREVIEW_SIDE = 1024

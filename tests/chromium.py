@@ -111,6 +111,12 @@ def choose_units(driver, units: str) -> None:
   driver.find_element(By.CSS_SELECTOR, f"#units input[value='{units}']").click()
 
 
+def pick_example(driver, name: str) -> None:
+  """Clicks the example named `name` (which starts its translation)."""
+  from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
+  driver.find_element(By.XPATH, f"//button[contains(@class, 'gallery-item')][contains(., '{name}')]").click()
+
+
 def page_text(driver) -> str:
   from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
   return driver.find_element(By.TAG_NAME, "body").text

@@ -16,13 +16,19 @@ from rasterio.transform import from_origin
 
 import chromium
 import sar2optical
-
-pytest.importorskip("gradio", reason="gradio (the [demo] extra) is not installed")
-from sar2optical import web_demo  # noqa: E402  (needs gradio)
-from sar2optical.errors import Sar2OpticalError  # noqa: E402
-from sar2optical.translator import SarOptions  # noqa: E402
+from sar2optical.errors import Sar2OpticalError
+from sar2optical.translator import SarOptions
 
 WAIT_S = 120
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def web_demo():
+  """The module sar2optical.web_demo; skips without Gradio (the [demo] extra, which the test extra includes)."""
+  pytest.importorskip("gradio", reason="gradio (the [demo] extra) is not installed")
+  from sar2optical import web_demo as module  # pylint: disable=g-import-not-at-top
+  return module
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +41,7 @@ def patches(tmp_path_factory) -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
-def demo_server(tiny_workdir, patches):
+def demo_server(web_demo, tiny_workdir, patches):
   """`python -m sar2optical.demo` on the tiny workdir at a free port: (process, url), started, not waited for."""
   port = chromium.free_port()
   process = chromium.start_demo(tiny_workdir, port, f"--examples={patches}")
@@ -48,7 +54,7 @@ def predicted(tiny_workdir, patches, tmp_path_factory) -> pathlib.Path:
   """predict.py's PNGs for the patches, from the script itself (while the demo starts)."""
   output = tmp_path_factory.mktemp("predicted")
   subprocess.run([sys.executable, str(REPO / "predict.py"), f"--workdir={tiny_workdir}", f"--input={patches}",
-                  f"--output={output}"], check=True, cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+                  f"--output={output}"], check=True, cwd=REPO, env=ENV,
                  capture_output=True, timeout=600)
   return output
 
@@ -88,17 +94,26 @@ def test_the_page_translates_as_predict_py_and_survives_bad_input(demo_server, p
   chromium.upload(browser, second)
   shown = chromium.shown_translation(browser, second.name, WAIT_S)
   assert np.array_equal(shown, np.asarray(Image.open(predicted / second.name)))
+  chromium.pick_example(browser, first.name)  # --examples=the patches' folder
+  assert np.array_equal(chromium.shown_translation(browser, first.name, WAIT_S), np.asarray(Image.open(expected)))
   assert chromium.requested_hosts(browser) == {url.split("/")[2]}  # nothing fetched from elsewhere
 
 
-def test_a_workdir_without_checkpoints_is_one_line_and_exit_status_2(tmp_path):
+def test_without_gradio_the_command_says_how_to_install_it(tmp_path):
+  code = ("import runpy, sys; sys.modules['gradio'] = None; sys.argv = ['demo', '--workdir=nowhere']; "
+          "runpy.run_module('sar2optical.demo', run_name='__main__')")
+  result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2 and "pip install 'sar2optical[demo]'" in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_workdir_without_checkpoints_is_one_line_and_exit_status_2(web_demo, tmp_path):
   result = subprocess.run([sys.executable, "-m", "sar2optical.demo", f"--workdir={tmp_path}"], cwd=REPO,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=300)
+                          env=ENV, capture_output=True, text=True, timeout=300)
   assert result.returncode == 2, result.stderr[-2000:]
   assert result.stderr.strip().splitlines()[-1].startswith(f"error: no checkpoints in {tmp_path}")
 
 
-def test_an_upload_keeps_georeferencing_and_large_previews_are_downscaled(tiny_workdir, tmp_path):
+def test_an_upload_keeps_georeferencing_and_large_previews_are_downscaled(web_demo, tiny_workdir, tmp_path):
   translator = sar2optical.load(tiny_workdir)
   height, width = 300, web_demo.PREVIEW_SIDE + 77  # previews take every 2nd pixel
   db = np.linspace(-24, -1, height * width, dtype=np.float32).reshape(height, width)
@@ -122,7 +137,7 @@ def test_an_upload_keeps_georeferencing_and_large_previews_are_downscaled(tiny_w
     web_demo.translate_upload(translator, source, tmp_path / "out", SarOptions("db", band="2"))
 
 
-def test_the_written_space_starts_and_answers(tiny_workdir, tmp_path):
+def test_the_written_space_starts_and_answers(web_demo, tiny_workdir, tmp_path):
   app = web_demo.write_space(tiny_workdir, tmp_path / "space")
   readme = (app.parent / "README.md").read_text()
   assert readme.startswith("---\n") and "sdk: gradio\n" in readme and "app_file: app.py\n" in readme
