@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sar2optical.errors import ConfigError, MissingExtra, Sar2OpticalError
+from sar2optical.errors import ConfigError, DataError, MissingExtra, Sar2OpticalError
 
 try:  # first, so that a missing Gradio is said before the rest (JAX) is imported
   import gradio as gr
@@ -32,7 +32,7 @@ except ImportError as missing:
                      "(pip install -e '.[demo]' in a clone)") from missing
 
 import sar2optical  # noqa: E402
-from sar2optical import checkpoint, export, raster, translation  # noqa: E402
+from sar2optical import checkpoint, export, raster  # noqa: E402
 from sar2optical.pixels import SAR_UNITS, SarScaling  # noqa: E402
 from sar2optical.translator import SarOptions, Translator  # noqa: E402
 
@@ -108,7 +108,11 @@ def translate_upload(translator: Translator, source: pathlib.Path, folder: pathl
 
 def find_examples(folder: str | pathlib.Path) -> list[pathlib.Path]:
   """The first MAX_EXAMPLES images below `folder` (recursive, by path); DataError if there are none."""
-  return [path for path, _ in translation.find_inputs(str(folder))[:MAX_EXAMPLES]]
+  folder = pathlib.Path(folder).expanduser()
+  images = sorted(path for path in folder.rglob("*") if path.suffix.lower() in raster.INPUT_SUFFIXES)
+  if not images:
+    raise DataError(f"--examples: no images ({', '.join(raster.INPUT_SUFFIXES)}) in {folder}")
+  return images[:MAX_EXAMPLES]
 
 
 class _Page:
@@ -184,17 +188,16 @@ def build(translator: Translator, examples: Sequence[pathlib.Path] = ()) -> gr.B
 
 
 def serve(translator: Translator, *, host: str | None = "127.0.0.1", port: int | None = None,
-          examples: Sequence[pathlib.Path] = (), block: bool = True) -> gr.Blocks:
-  """Builds the page and serves it on host:port, one translation at a time, without a share link.
+          examples: Sequence[pathlib.Path] = ()) -> None:
+  """Builds the page and serves it on host:port until stopped, one translation at a time, without a share link.
 
   host or port None: Gradio's own choice (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, as a Hugging Face
-  Space sets them, else 127.0.0.1 and the first free port from 7860). block=False returns once serving.
+  Space sets them, else 127.0.0.1 and the first free port from 7860).
   """
   blocks = build(translator, examples)
   blocks.queue(default_concurrency_limit=1)
   blocks.launch(server_name=host, server_port=port, share=False, ssr_mode=False, theme=_THEME,
-                prevent_thread_lock=not block, allowed_paths=sorted({str(path.parent) for path in examples}))
-  return blocks
+                allowed_paths=sorted({str(path.parent) for path in examples}))
 
 
 SPACE_MODEL = "model/generator.jax"
