@@ -21,6 +21,10 @@ class CheckpointError(Sar2OpticalError, FileNotFoundError):
   """A workdir or checkpoint is missing or does not fit the config."""
 
 
+class MissingExtra(Sar2OpticalError, ImportError):
+  """An optional dependency (a pip extra such as `[demo]`) is not installed; the message says how to install it."""
+
+
 class TrainingDiverged(Sar2OpticalError):
   """A loss or gradient became NaN or Inf; the message names the first such step and the last good checkpoint."""
 

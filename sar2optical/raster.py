@@ -300,3 +300,14 @@ def create_writer(path: pathlib.Path, output_format: str, height: int, width: in
   if output_format == "tiff":
     return _GeoTiffWriter(path, height, width, georeference)
   return _PillowWriter(path, output_format, height, width)
+
+
+def rgb_rows(path: pathlib.Path, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+  """(first row, uint8 RGB (≤ rows, width, 3)) of a 3-band raster (a GeoTIFF `create_writer` wrote), from the top."""
+  try:
+    with rasterio.open(path) as dataset:
+      for start in range(0, dataset.height, rows):
+        window = Window(0, start, dataset.width, min(rows, dataset.height - start))
+        yield start, np.moveaxis(dataset.read((1, 2, 3), window=window), 0, -1)
+  except _IO_ERRORS as error:
+    raise DataError(f"cannot read {path}: {_reason(error)}") from None

@@ -359,5 +359,5 @@ def generate(output_dir: str | pathlib.Path, *, pairs_per_class: int = 24, size:
   return pairs_per_class * len(CLASSES)
 
 
-if __name__ == "__main__":  # the command lives in sar2optical.commands.demo
-  runpy.run_module("sar2optical.commands.demo", run_name="__main__", alter_sys=True)
+if __name__ == "__main__":  # the command lives in sar2optical.commands.demo_data
+  runpy.run_module("sar2optical.commands.demo_data", run_name="__main__", alter_sys=True)
