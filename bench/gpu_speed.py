@@ -133,28 +133,30 @@ def our_steps(args: argparse.Namespace, report: Report, gflop: float | None, pea
     start = time.perf_counter()
     return lowered.compile(), time.perf_counter() - start
 
-  # Tracing is Python (one thread); XLA's compilations run in parallel.
+  # Tracing is Python (one thread); XLA's compilations (and autotuning) run in parallel, all before
+  # the first timed step, so that none runs beside one.
   lowered = [jit_train_step(recipe(dtype, form), mesh).lower(*abstract_inputs((batch, dtype, form)))
              for batch, dtype, form in cases]
   with concurrent.futures.ThreadPoolExecutor(args.compile_threads) as pool:
     compiled = [pool.submit(compile_case, lowering) for lowering in lowered]
-    rng = np.random.default_rng(0)
-    for (batch, dtype, form), future in zip(cases, compiled):
-      case = {"part": "steps", "framework": "jax", "version": jax.__version__, "form": form, "dtype": dtype,
-              "batch": batch, "device": jax.devices()[0].device_kind}
-      try:
-        step, compile_s = future.result()
-        holder = {"state": create_state(recipe(dtype, form), mesh, 0, args.size, 1)}
-        data = global_batch({"sar": rng.integers(0, 256, (batch, args.size, args.size, 1), dtype=np.uint8),
-                             "optical": rng.integers(0, 256, (batch, args.size, args.size, 3), dtype=np.uint8)}, mesh)
+    concurrent.futures.wait(compiled)
+  rng = np.random.default_rng(0)
+  for (batch, dtype, form), future in zip(cases, compiled):
+    case = {"part": "steps", "framework": "jax", "version": jax.__version__, "form": form, "dtype": dtype,
+            "batch": batch, "device": jax.devices()[0].device_kind}
+    try:
+      step, compile_s = future.result()
+      holder = {"state": create_state(recipe(dtype, form), mesh, 0, args.size, 1)}
+      data = global_batch({"sar": rng.integers(0, 256, (batch, args.size, args.size, 1), dtype=np.uint8),
+                           "optical": rng.integers(0, 256, (batch, args.size, args.size, 3), dtype=np.uint8)}, mesh)
 
-        def call():
-          holder["state"], metrics = step(holder["state"], data)
-          jax.block_until_ready(metrics)
+      def call():
+        holder["state"], metrics = step(holder["state"], data)
+        jax.block_until_ready(metrics)
 
-        report(rate({**case, "compile_s": round(compile_s, 2)}, batch, median_seconds(call, args.steps), gflop, peak))
-      except Exception as error:  # noqa: BLE001  (out of memory at a large batch: the run goes on)
-        report({**case, "error": f"{type(error).__name__}: {str(error)[:300]}"})
+      report(rate({**case, "compile_s": round(compile_s, 2)}, batch, median_seconds(call, args.steps), gflop, peak))
+    except Exception as error:  # noqa: BLE001  (out of memory at a large batch: the run goes on)
+      report({**case, "error": f"{type(error).__name__}: {str(error)[:300]}"})
 
 
 def load_reference(path: str):
