@@ -63,9 +63,11 @@ DENSE_BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 #: train.py's transposed-convolution form off the CPU (UNetGenerator's default).
 TRAIN_FORM = models.UNetGenerator.accelerator_form
-#: --smoke: every part with a 3-level model at 32², batch 2, in a few minutes on 2 CPU cores.
-SMOKE = {"batches": "2", "size": 32, "levels": 3, "steps": 2, "train_batch": 2, "cycles": 1, "train_steps": 6,
-         "train_log_every": 2, "train_workers": 1, "scene_size": 512, "predict_batch": 4, "predict_tiles": 4}
+#: --smoke: every part with a 1-level U-Net at 32², batch 2, in a few minutes on 2 CPU cores (predict's
+#: rows keep bench/predict.py's 8-level model, on 4 tiles and a 512² scene).
+SMOKE = {"batches": "2", "size": 32, "levels": 1, "steps": 2, "compile_threads": 2, "train_batch": 2, "cycles": 1,
+         "train_steps": 6, "train_log_every": 2, "train_workers": 1, "scene_size": 512, "predict_batch": 4,
+         "predict_tiles": 4}
 
 
 def peak_tflops(device_name: str) -> float | None:
