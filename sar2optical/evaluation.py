@@ -207,7 +207,8 @@ def image_saver(images_dir: pathlib.Path, names: Sequence[str]):
     for row, i in zip(np.flatnonzero(valid), index):
       path = images_dir / pathlib.PurePosixPath(names[i]).with_suffix(".png")
       path.parent.mkdir(parents=True, exist_ok=True)
-      Image.fromarray(generated[row]).save(path)
+      with paths.written_whole(path) as partial:
+        Image.fromarray(generated[row]).save(partial, format="PNG")
   return save
 
 
@@ -215,22 +216,26 @@ def write_target_list(path: pathlib.Path, source: sources.PairSource, data_root:
   """The scored targets' files, one per line in scoring order; a TFDS build has no files: its records' names."""
   lines = [str(data_root / source[i].s2) if data_root else f"tfds record of {source.name_and_label(i)[0]}"
            for i in range(len(source))]
-  path.write_text("\n".join(lines) + "\n")
+  paths.write_whole(path, "\n".join(lines) + "\n")
 
 
 def write_outputs(directory: pathlib.Path, result: dict, scores: Scores, names: Sequence[str],
                   labels: Sequence[str]) -> None:
-  """metrics.json, per_image.csv (s1_path, class, metrics; csv-quoted) and grid.png (SAR | generated | target)."""
+  """metrics.json, per_image.csv (s1_path, class, metrics; csv-quoted) and grid.png (SAR | generated | target).
+
+  Each file is written whole or not at all (`paths.written_whole`), metrics.json last.
+  """
   directory.mkdir(parents=True, exist_ok=True)
-  (directory / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-  with open(directory / "per_image.csv", "w", newline="") as file:
+  with paths.written_whole(directory / "per_image.csv") as partial, open(partial, "w", newline="") as file:
     writer = csv.writer(file, lineterminator="\n")
     columns = list(scores.model)  # metrics.METRICS, then lpips when computed
     writer.writerow(["s1_path", "class", *columns])
     for i, (name, label) in enumerate(zip(names, labels)):
       writer.writerow([name, label, *(f"{scores.model[m][i]:.6f}" for m in columns)])
   if scores.grid_rows:
-    Image.fromarray(pair_grid(scores.grid_rows)).save(directory / "grid.png")
+    with paths.written_whole(directory / "grid.png") as partial:
+      Image.fromarray(pair_grid(scores.grid_rows)).save(partial, format="PNG")
+  paths.write_whole(directory / "metrics.json", json.dumps(result, indent=2) + "\n")
 
 
 def write_tensorboard(workdir: pathlib.Path, result: dict) -> None:
