@@ -25,6 +25,8 @@ from PIL import Image
 from test_bad_input import SAR, train_on, two_pairs
 
 from sar2optical import checkpoint, evaluation, translation, workdir_lock
+from sar2optical.data import pairs as pairs_lib
+from sar2optical.data import splits
 from sar2optical.errors import DataError, WorkdirInUse
 
 
@@ -235,3 +237,13 @@ def test_a_broken_overview_and_a_symlink_loop_do_not_stop_predict(tmp_path):
   assert [relative for _, relative in found] == [pathlib.Path("sub/scene.tif")]
   summary = translation.translate_files(spread_generator(tiny_config("unused")), found, tmp_path / "out")
   assert (summary.translated, summary.failed) == (1, 0), summary.errors
+
+
+def test_a_split_file_naming_paths_outside_the_data_root_is_refused(demo_root, tmp_path):
+  """Split entries are matched against the pairs found under the root, never opened as paths."""
+  found = pairs_lib.find_pairs(demo_root)
+  outside = [pair.s1 for pair in found[:2]] + ["../../../etc/passwd"]
+  path = tmp_path / "split.json"
+  splits.write_split(path, {"data": {"train": outside, "val": [], "test": []}})
+  with pytest.raises(DataError, match=re.escape("data.train[2] = '../../../etc/passwd' is not among the pairs")):
+    splits.select(found, splits.read_split(path), "train")
