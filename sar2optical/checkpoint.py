@@ -4,13 +4,16 @@ The metadata item holds what a user needs to reproduce or use a result: the conf
 mapping, the step and the versions of the packages that wrote it. The metrics item (Orbax's own)
 holds the step's validation PSNR when validation ran; it is the one source of the best checkpoint.
 Orbax writes each step to a temporary directory and renames it when complete, so a half-written
-checkpoint is never taken as the latest, nor as the best.
+checkpoint is never taken as the latest, nor as the best. A step the retention policy drops is renamed
+into `checkpoints/deleted/` at once and removed from there later, so a reader (eval.py during training)
+sees a step whole or not at all, and a read that fails on a step no longer there is CheckpointDeleted.
 """
 
 import importlib.metadata
 import json
 import math
 import pathlib
+import shutil
 import sys
 from typing import Any
 
@@ -21,7 +24,7 @@ import orbax.checkpoint as ocp
 
 import sar2optical
 from sar2optical import configuration
-from sar2optical.errors import CheckpointError, ConfigError
+from sar2optical.errors import CheckpointDeleted, CheckpointError, ConfigError
 from sar2optical.pixels import PixelSpec
 
 
@@ -29,6 +32,7 @@ _DATA_ITEM = "data"  # Orbax writes each item to <step>/<item name>/
 BEST_METRIC = "val_psnr"  # the checkpoint with the highest value is kept whatever `keep` says
 # In the checkpoint folder, for people: {"step", "val_psnr"} of best(), rewritten once steps are committed.
 BEST_FILE = "best.json"
+DELETED_DIR = "deleted"  # steps the retention policy dropped, renamed here in one move, then removed
 _VERSIONED = ("jax", "flax", "orbax-checkpoint")  # with sar2optical: the packages a checkpoint's format depends on
 
 
@@ -66,7 +70,8 @@ class Checkpoints:
     # `best_fn` makes Orbax write each step's metrics into the step (it ranks nothing: `policy` decides).
     # A killed save leaves a temporary folder that is never taken as a step; new managers delete it.
     options = ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=_score, create=create,
-                                           enable_async_checkpointing=True, cleanup_tmp_directories=create)
+                                           enable_async_checkpointing=True, cleanup_tmp_directories=create,
+                                           todelete_subdir=DELETED_DIR)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
     self._saved = False
     _silence_orphaned_io()
@@ -92,6 +97,7 @@ class Checkpoints:
     self._manager.save(step, args=ocp.args.Composite(**items), metrics=metrics)
     self._saved = True
     self._record_best()
+    self._remove_deleted()
 
   def best(self) -> dict[str, float] | None:
     """{"step", "val_psnr"} of the committed checkpoint with the highest validation PSNR; None if none has one.
@@ -149,6 +155,9 @@ class Checkpoints:
     except CheckpointError:
       raise
     except Exception as error:  # Orbax and TensorStore raise ValueError, OSError, KeyError, ... for damaged files
+      if not (self.directory / str(step)).is_dir():
+        raise CheckpointDeleted(f"the checkpoint {self.directory / str(step)} was deleted while it was read: the "
+                                "training run keeps only its newest config.keep_checkpoints steps") from error
       reason = " ".join(str(error).split("[tensorstore_spec")[0].split())[:300]
       raise CheckpointError(f"the checkpoint {self.directory / str(step)} cannot be read: it is damaged, "
                             f"incomplete or from an incompatible version ({self._versions_note(step, items)}; "
@@ -189,6 +198,13 @@ class Checkpoints:
     self._manager.wait_until_finished()
     if self._saved:
       self._record_best()
+      self._remove_deleted()
+
+  def _remove_deleted(self) -> None:
+    """Removes the steps the retention policy moved into DELETED_DIR (each one whole: Orbax moves them there)."""
+    deleted = self.directory / DELETED_DIR
+    for step in deleted.iterdir() if deleted.is_dir() else ():
+      shutil.rmtree(step, ignore_errors=True)
 
   def close(self) -> None:
     self.wait()

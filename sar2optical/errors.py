@@ -21,6 +21,10 @@ class CheckpointError(Sar2OpticalError, FileNotFoundError):
   """A workdir or checkpoint is missing or does not fit the config."""
 
 
+class CheckpointDeleted(CheckpointError):
+  """A checkpoint was deleted by its training run's retention (config.keep_checkpoints) while it was read."""
+
+
 class MissingExtra(Sar2OpticalError, ImportError):
   """An optional dependency (a pip extra such as `[demo]`) is not installed; the message says how to install it."""
 

@@ -7,6 +7,7 @@ not depend on the order a source stores them in.
 
 import csv
 import dataclasses
+import io
 import json
 import pathlib
 import time
@@ -20,11 +21,14 @@ from tensorboardX import SummaryWriter
 
 from sar2optical import checkpoint, metrics, paths
 from sar2optical.data import resolve, sources
-from sar2optical.errors import ConfigError, DataError
+from sar2optical.errors import CheckpointDeleted, CheckpointError, ConfigError, DataError
 from sar2optical.feature_metrics import collect, weights
 from sar2optical.metric_writer import pair_grid
 from sar2optical.scoring import Evaluator, Scores
 from sar2optical.trained_generator import Mode, TrainedGenerator, load_generator
+
+
+_REMEDY = "free space there (or pass another --output_dir) and run the same command again"
 
 
 def parse_steps(steps: str, available: Sequence[int]) -> list[int | str]:
@@ -116,7 +120,9 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
   output_root = paths.writable_directory(output_dir or workdir / "eval", "--output_dir:" if output_dir else "the folder")
   results = []
   for step in requested:
-    generator = load_generator(workdir, step, mode)
+    generator = load_unless_deleted(workdir, step, mode)
+    if generator is None:
+      continue
     data = ml_collections.ConfigDict({**generator.config.data.to_dict(), "source": data_source,
                                       "root": data_root or generator.config.data.root,
                                       "tfds_data_dir": tfds_data_dir, "tfds_config": tfds_config,
@@ -134,6 +140,25 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
                  split, result["images_per_second"], directory)
     results.append(result)
   return results
+
+
+def load_unless_deleted(workdir: pathlib.Path, step: int | str, mode: Mode) -> TrainedGenerator | None:
+  """The generator of `step`; None (logged) when the training run's retention deleted that listed step while
+  eval ran; for 'latest', the newer latest when the one being read was deleted (training moved on)."""
+  while True:
+    try:
+      return load_generator(workdir, step, mode)
+    except CheckpointError as error:
+      if step == "latest" and isinstance(error, CheckpointDeleted):
+        continue
+      checkpoints = checkpoint.Checkpoints(workdir, create=False)
+      still_there = step in checkpoints.all_steps()
+      checkpoints.close()
+      if step == "latest" or still_there:
+        raise
+      logging.warning("Step %d was deleted by the training run (config.keep_checkpoints) since eval listed the "
+                      "steps; skipped", step)
+      return None
 
 
 def evaluate_step(generator: TrainedGenerator, workdir: pathlib.Path, run_data: resolve.RunData, split: str, *,
@@ -206,9 +231,11 @@ def image_saver(images_dir: pathlib.Path, names: Sequence[str]):
     del target, other_target
     for row, i in zip(np.flatnonzero(valid), index):
       path = images_dir / pathlib.PurePosixPath(names[i]).with_suffix(".png")
-      path.parent.mkdir(parents=True, exist_ok=True)
-      with paths.written_whole(path) as partial:
-        Image.fromarray(generated[row]).save(partial, format="PNG")
+      encoded = io.BytesIO()
+      Image.fromarray(generated[row]).save(encoded, format="PNG")
+      with paths.disk_full_reported(images_dir, lambda: encoded.tell() * len(names), _REMEDY):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        paths.write_whole(path, encoded.getvalue())
   return save
 
 
@@ -223,19 +250,25 @@ def write_outputs(directory: pathlib.Path, result: dict, scores: Scores, names: 
                   labels: Sequence[str]) -> None:
   """metrics.json, per_image.csv (s1_path, class, metrics; csv-quoted) and grid.png (SAR | generated | target).
 
-  Each file is written whole or not at all (`paths.written_whole`), metrics.json last.
+  Each file is written whole or not at all (`paths.written_whole`), metrics.json last; on a full disk,
+  DiskFull names the folder and the size of the three.
   """
-  directory.mkdir(parents=True, exist_ok=True)
-  with paths.written_whole(directory / "per_image.csv") as partial, open(partial, "w", newline="") as file:
-    writer = csv.writer(file, lineterminator="\n")
-    columns = list(scores.model)  # metrics.METRICS, then lpips when computed
-    writer.writerow(["s1_path", "class", *columns])
-    for i, (name, label) in enumerate(zip(names, labels)):
-      writer.writerow([name, label, *(f"{scores.model[m][i]:.6f}" for m in columns)])
+  rows = io.StringIO()
+  writer = csv.writer(rows, lineterminator="\n")
+  columns = list(scores.model)  # metrics.METRICS, then lpips when computed
+  writer.writerow(["s1_path", "class", *columns])
+  for i, (name, label) in enumerate(zip(names, labels)):
+    writer.writerow([name, label, *(f"{scores.model[m][i]:.6f}" for m in columns)])
+  files = {"per_image.csv": rows.getvalue().encode()}
   if scores.grid_rows:
-    with paths.written_whole(directory / "grid.png") as partial:
-      Image.fromarray(pair_grid(scores.grid_rows)).save(partial, format="PNG")
-  paths.write_whole(directory / "metrics.json", json.dumps(result, indent=2) + "\n")
+    grid = io.BytesIO()
+    Image.fromarray(pair_grid(scores.grid_rows)).save(grid, format="PNG")
+    files["grid.png"] = grid.getvalue()
+  files["metrics.json"] = (json.dumps(result, indent=2) + "\n").encode()
+  with paths.disk_full_reported(directory.parent, lambda: sum(map(len, files.values())), _REMEDY):
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+      paths.write_whole(directory / name, data)
 
 
 def write_tensorboard(workdir: pathlib.Path, result: dict) -> None:

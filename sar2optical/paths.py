@@ -66,9 +66,11 @@ def megabytes(size: int) -> str:
 
 
 def caused_by_full_disk(error: BaseException) -> bool:
-  """Whether ENOSPC is `error` or in its chain of causes: an OSError of ours, or a TensorStore error of Orbax's."""
+  """Whether ENOSPC is `error` or in its chain of causes: an OSError of ours, a TensorStore error of Orbax's,
+  or an error whose message carries the system's text for it (GDAL's, through rasterio)."""
   while error is not None:
-    if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or _TENSORSTORE_ENOSPC in str(error):
+    if ((isinstance(error, OSError) and error.errno == errno.ENOSPC) or _TENSORSTORE_ENOSPC in str(error)
+        or os.strerror(errno.ENOSPC) in str(error)):
       return True
     error = error.__cause__ or error.__context__
   return False

@@ -16,6 +16,7 @@ import glob
 import functools
 import itertools
 import pathlib
+import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
@@ -24,7 +25,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from sar2optical import raster, tiling
+from sar2optical import paths, raster, tiling
 from sar2optical.data import images
 from sar2optical.errors import DataError, Sar2OpticalError
 from sar2optical.pixels import PixelSpec, SarScaling
@@ -73,11 +74,18 @@ class TileGenerator(Protocol):
 
 @dataclasses.dataclass
 class Summary:
-  """What became of the inputs; `errors` holds the message of each failure, in order."""
+  """What became of the inputs; `errors` holds the message of each failure, in order.
+
+  Once an output fails on a full disk, no further input is started (`not_started`); `disk_full` then
+  holds one line naming the folder, its free space and the space the outputs not written need.
+  """
   translated: int = 0
   skipped: int = 0
   failed: int = 0
+  not_started: int = 0
   errors: list[str] = dataclasses.field(default_factory=list)
+  disk_full: str | None = None
+  unwritten_bytes: int = 0  # uncompressed RGB of the inputs failed on the full disk or not started
 
   def fail(self, error: Sar2OpticalError) -> None:
     logging.error("Failed: %s", error)
@@ -85,7 +93,8 @@ class Summary:
     self.errors.append(str(error))
 
   def __str__(self) -> str:
-    return f"translated {self.translated}, skipped {self.skipped}, failed {self.failed}"
+    text = f"translated {self.translated}, skipped {self.skipped}, failed {self.failed}"
+    return text + (f", not started {self.not_started} (the disk is full)" if self.disk_full else "")
 
 
 def find_inputs(spec: str) -> list[tuple[pathlib.Path, pathlib.Path]]:
@@ -276,10 +285,16 @@ class _Translation:
     self._generator, self._options, self._summary, self._progress = generator, options, summary, progress
     self._blending = _Stage("blend-tiles", _BLEND_BEHIND)
     self._writing = _Stage("write-rows", _WRITE_BEHIND)
+    self.disk_full = False  # set by the writing thread when an output fails on a full disk
 
   def tile_rows(self, tasks: Sequence[_Task]) -> Iterator[list[tuple[_Job | None, _Item]]]:
     """Rows of (job, tile) over all tasks; a job that stops early ends with (job, _Stopped)."""
     for task in tasks:
+      if self.disk_full:
+        self._summary.not_started += 1
+        self._summary.unwritten_bytes += task.grid.height * task.grid.width * 3
+        yield [(None, _Stopped(len(task.grid)))]
+        continue
       job, produced = None, 0
       try:
         job = _Job(task, self._options, self._generator)
@@ -342,6 +357,9 @@ class _Translation:
     if job is not None:
       job.fail()
     self._summary.fail(error)
+    if job is not None and paths.caused_by_full_disk(error):
+      self._summary.unwritten_bytes += job.task.grid.height * job.task.grid.width * 3
+      self.disk_full = True  # the reading thread starts no further input
 
 
 def _read_ahead(items: Iterator, executor: ThreadPoolExecutor, depth: int) -> Iterator:
@@ -357,13 +375,19 @@ def translate_files(generator: TileGenerator, inputs: Sequence[tuple[pathlib.Pat
   """Translates every input into `output_dir / relative path` (suffix of the output format).
 
   Outputs have their input's height and width. An input that cannot be read or written is
-  reported by path and counted failed while the others go on; existing outputs are skipped
-  unless `options.overwrite`. Shows a progress bar with tiles/s and ETA on stderr.
+  reported by path and counted failed while the others go on, but after an output failed on a full
+  disk no further input starts (`Summary.disk_full`); existing outputs are skipped unless
+  `options.overwrite`. Shows a progress bar with tiles/s and ETA on stderr.
   """
   summary = Summary()
   with raster.io_environment():
     tasks = _plan(inputs, output_dir, options, generator.image_size, summary)
-    _run(generator, tasks, options, summary, f"{len(tasks)} images")
+    disk_full = _run(generator, tasks, options, summary, f"{len(tasks)} images")
+  if disk_full:
+    summary.disk_full = (f"the disk of {output_dir} is full ({paths.megabytes(shutil.disk_usage(output_dir).free)} "
+                         f"free, at most {paths.megabytes(summary.unwritten_bytes)} needed for the "
+                         f"{summary.failed + summary.not_started} inputs not translated): free space there and run "
+                         "the same command again (finished outputs are kept and skipped)")
   return summary
 
 
@@ -386,7 +410,10 @@ def translate_array(generator: TileGenerator, sar: np.ndarray, options: Options 
 
 
 def _run(generator: TileGenerator, tasks: Sequence[_Task], options: Options, summary: Summary,
-         description: str) -> None:
+         description: str) -> bool:
+  """Translates `tasks`, counting in `summary`; whether an output failed on a full disk (and the rest stopped)."""
   with tqdm(total=sum(len(task.grid) for task in tasks), unit="tile", mininterval=1.0,
             desc=description) as progress:
-    _Translation(generator, options, summary, progress).run(tasks)
+    translation = _Translation(generator, options, summary, progress)
+    translation.run(tasks)
+  return translation.disk_full

@@ -27,7 +27,8 @@ from test_bad_input import SAR, train_on, two_pairs
 from sar2optical import checkpoint, evaluation, translation, workdir_lock
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import splits
-from sar2optical.errors import DataError, WorkdirInUse
+from sar2optical.errors import DataError, DiskFull, WorkdirInUse
+from sar2optical.pixels import SarScaling
 
 
 @contextlib.contextmanager
@@ -76,35 +77,42 @@ def test_a_full_disk_stops_training_in_one_line_and_the_same_command_resumes_bit
     jax.tree.map(np.testing.assert_array_equal, saved_state(straight_run), saved_state(workdir))
 
 
-def test_predict_on_a_full_disk_leaves_no_partial_output_and_a_rerun_completes(tmp_path):
-  """Outputs of about 1 MB each on a disk with room for about two: the rest fail by name, nothing half-written
-  stays, and the rerun translates those and skips the others."""
+def test_predict_on_a_full_disk_stops_leaves_no_partial_output_and_a_rerun_completes(tmp_path):
+  """Eight outputs of about 1 MB each on a 10 MB disk left room for about two: the one that fails is named, no
+  further input starts, the summary says the space needed, nothing half-written stays, the rerun does the rest."""
   generator = spread_generator(tiny_config("unused"))
   inputs = tmp_path / "in"
   inputs.mkdir()
   rng = np.random.default_rng(0)
-  for index in range(4):
+  for index in range(8):
     Image.fromarray(rng.integers(0, 256, (480, 640), np.uint8)).save(inputs / f"scene{index}.png")
   found = translation.find_inputs(str(inputs))
   options = translation.Options(batch_size=32)
-  with small_disk(tmp_path / "disk", 4) as disk:
+  with small_disk(tmp_path / "disk", 10) as disk:
     filler = fill(disk, leave=2 * 2**20)
     summary = translation.translate_files(generator, found, disk, options)
     assert summary.failed >= 1 and all("No space left on device" in error for error in summary.errors), summary
+    assert summary.not_started >= 4 and summary.translated + summary.failed + summary.not_started == 8, summary
+    assert re.fullmatch(rf"the disk of {disk} is full \(\d+\.\d MB free, at most \d+\.\d MB needed for the "
+                        rf"{8 - summary.translated} inputs not translated\): free space there and run the same "
+                        r"command again \(finished outputs are kept and skipped\)", summary.disk_full)
+    assert f"not started {summary.not_started} (the disk is full)" in str(summary)
     assert sorted(path.name for path in disk.iterdir()) == sorted(
         ["filler", *(f"scene{index}.png" for index in range(summary.translated))])  # no .partial file
     written = file_digests(disk)
     filler.unlink()
     summary = translation.translate_files(generator, found, disk, options)
-    assert (summary.translated, summary.skipped, summary.failed) == (4 - len(written) + 1, len(written) - 1, 0)
-    with Image.open(disk / "scene3.png") as image:
+    assert (summary.translated, summary.skipped, summary.failed) == (8 - len(written) + 1, len(written) - 1, 0)
+    assert summary.disk_full is None
+    with Image.open(disk / "scene7.png") as image:
       assert image.size == (640, 480)
 
 
-def test_eval_on_a_full_disk_names_the_file_and_leaves_no_partial_file(tiny_workdir, tmp_path):
+def test_eval_on_a_full_disk_says_the_space_needed_and_leaves_no_partial_file(tiny_workdir, tmp_path):
   with small_disk(tmp_path / "disk", 1) as disk:
     fill(disk, leave=8192)
-    with pytest.raises(DataError, match=rf"{disk}/step_2/\S+ cannot be written: No space left on device"):
+    with pytest.raises(DiskFull, match=rf"^the disk of {disk} is full \(0\.0 MB free, about \d+\.\d MB needed\): "
+                       r"free space there \(or pass another --output_dir\) and run the same command again$"):
       evaluation.evaluate(tiny_workdir, split="all", output_dir=str(disk))
     assert not [path for path in disk.rglob("*") if path.name.startswith(".")]
 
@@ -112,31 +120,40 @@ def test_eval_on_a_full_disk_names_the_file_and_leaves_no_partial_file(tiny_work
 # Two runs, one workdir
 
 
-def test_a_second_run_on_a_workdir_in_use_refuses_and_eval_sees_committed_steps(demo_root, tmp_path):
-  """train.py A trains; train.py B on the same workdir exits 2 naming A's host and pid; eval.py scores A's
-  committed steps in a loop meanwhile."""
-  workdir = tmp_path / "run"
-  first = start(train_command(workdir, demo_root, "--config.num_train_steps=1000", "--config.checkpoint_every_steps=10",
-                              "--config.keep_checkpoints=1000", "--config.log_every_steps=10"))
+def test_a_second_run_on_a_workdir_in_use_refuses_and_eval_reads_whole_steps_only(demo_root, tmp_path, caplog):
+  """train.py A trains, saving every step and keeping 2; train.py B on the same workdir exits 2 naming A's host
+  and pid; eval in a loop meanwhile scores whole steps only: `latest` a committed step, `all` the listed steps
+  still there, naming those A's retention deleted since eval listed them."""
+  workdir, log = tmp_path / "run", tmp_path / "train.log"
+  with open(log, "w") as stderr:  # a file, not a pipe: a full pipe would block the run
+    first = subprocess.Popen(train_command(workdir, demo_root, "--config.num_train_steps=2000",
+                                           "--config.checkpoint_every_steps=1", "--config.keep_checkpoints=2",
+                                           "--config.log_every_steps=500"),
+                             cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"}, stdout=subprocess.DEVNULL,
+                             stderr=stderr)
+  caplog.set_level("WARNING")
   try:
     deadline = time.monotonic() + 300
-    while not (workdir / "checkpoints" / "10").is_dir():
-      assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()[-3000:]
+    while not (workdir / "checkpoints" / "2").is_dir():
+      assert first.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
       time.sleep(0.2)
     second = subprocess.run(train_command(workdir, demo_root), cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300)
     assert second.returncode == 2, second.stderr[-3000:]
     assert second.stderr.strip().splitlines()[-1].startswith(
         f"error: the workdir {workdir} is in use by a training run on host {socket.gethostname()}, pid {first.pid}, ")
-    scored = []
-    while first.poll() is None and len(scored) < 3:
-      result, = evaluation.evaluate(workdir, split="val", steps="latest", output_dir=str(tmp_path / "eval"))
-      assert (workdir / "checkpoints" / str(result["step"]) / "state").is_dir()
-      scored.append(result["step"])
-    assert scored == sorted(scored) and len(scored) >= 1, scored
+    latest, = evaluation.evaluate(workdir, split="val", steps="latest", output_dir=str(tmp_path / "eval"))
+    scored = [latest["step"]]
+    while first.poll() is None and "was deleted by the training run" not in caplog.text:
+      assert time.monotonic() < deadline, (scored, caplog.text[-2000:])
+      scored += [result["step"] for result in evaluation.evaluate(workdir, split="val", steps="all",
+                                                                  output_dir=str(tmp_path / "eval"))]
   finally:
     first.kill()
     first.wait()
+  assert re.search(r"Step \d+ was deleted by the training run \(config.keep_checkpoints\) since eval listed the "
+                   r"steps; skipped", caplog.text), log.read_text()[-3000:]
+  assert all((tmp_path / "eval" / f"step_{step}" / "metrics.json").is_file() for step in scored)
 
 
 def test_a_lock_left_by_a_killed_run_is_taken_over_with_a_log_line(tmp_path, caplog):
@@ -170,11 +187,11 @@ def png_declaring(width: int, height: int) -> bytes:
           + chunk(b"IEND", b""))
 
 
-def tiff_declaring(width: int, height: int, bands: int, bits: int, pixels: bytes) -> bytes:
-  """A baseline little-endian TIFF declaring `width` x `height` x `bands` of `bits`-bit unsigned integers
-  in one strip, holding `pixels` (whatever their size)."""
+def tiff_declaring(width: int, height: int, bands: int, bits: int, pixels: bytes, sample_format: int = 1) -> bytes:
+  """A baseline little-endian TIFF declaring `width` x `height` x `bands` of `bits`-bit samples (unsigned
+  integers; `sample_format` 3: IEEE floats) in one strip, holding `pixels` (whatever their size)."""
   entries = [(256, 4, width), (257, 4, height), (258, 3, bits), (259, 3, 1), (262, 3, 1), (273, 4, 8),
-             (277, 3, bands), (278, 4, height), (279, 4, len(pixels)), (284, 3, 1), (339, 3, 1)]
+             (277, 3, bands), (278, 4, height), (279, 4, len(pixels)), (284, 3, 1), (339, 3, sample_format)]
   ifd = struct.pack("<H", len(entries)) + b"".join(
       struct.pack("<HHI", tag, kind, 1) + (struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
       for tag, kind, value in entries) + struct.pack("<I", 0)
@@ -217,6 +234,17 @@ def test_hostile_inputs_fail_by_name_before_memory_or_time_blow_up(make, message
   assert summary.failed == 1 and re.search(message, summary.errors[0]), summary.errors
   assert str(found[0][0]) in summary.errors[0] and time.monotonic() - began < 30
   assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_tiff_whose_sample_type_lies_fails_by_name(tmp_path):
+  """float32 dB declared, a quarter of the bytes stored (8-bit data): the first read fails, named."""
+  (tmp_path / "in").mkdir()
+  (tmp_path / "in" / "scene.tif").write_bytes(tiff_declaring(64, 64, 1, 32, bytes(64 * 64), sample_format=3))
+  found = translation.find_inputs(str(tmp_path / "in"))
+  options = translation.Options(sar=SarScaling(units="db"))
+  summary = translation.translate_files(spread_generator(tiny_config("unused")), found, tmp_path / "out", options)
+  assert summary.failed == 1 and re.search(r"cannot (open raster|read rows 0-\d+ of) ", summary.errors[0])
+  assert str(found[0][0]) in summary.errors[0] and not (tmp_path / "out" / "scene.tif").exists()
 
 
 def test_a_decompression_bomb_in_the_training_data_is_named(tmp_path):

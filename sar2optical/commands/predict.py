@@ -7,8 +7,9 @@ r"""Translates SAR images or whole scenes of any size into optical RGB with a tr
 Inputs are PNG, JPEG, TIFF or GeoTIFF, translated in overlapping tiles of the model's size and
 blended, so each output has its input's height and width. GeoTIFF inputs give GeoTIFFs with the
 same georeferencing, other inputs PNGs (--output_format). Folders are read recursively and
-mirrored under --output. Existing outputs are skipped unless --overwrite. Exits non-zero if any
-input failed.
+mirrored under --output. Existing outputs are skipped unless --overwrite. Exits 1 if any input
+failed; when the output disk fills up, no further input starts and it exits 2 with one line saying
+how much space the rest needs.
 """
 
 import pathlib
@@ -18,7 +19,7 @@ from absl import flags
 
 import sar2optical
 from sar2optical import checkpoint, cli, translation
-from sar2optical.errors import CheckpointError, ConfigError
+from sar2optical.errors import CheckpointError, ConfigError, DiskFull
 from sar2optical.pixels import SAR_UNITS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
@@ -66,6 +67,8 @@ def main(argv: list[str]) -> None:
       _INPUT.value, _OUTPUT.value, output_format=_OUTPUT_FORMAT.value, overwrite=_OVERWRITE.value,
       sar_units=_SAR_UNITS.value, db_min=_DB_MIN.value, db_max=_DB_MAX.value, band=_BAND.value)
   print(f"{summary} -> {_OUTPUT.value}")
+  if summary.disk_full:
+    raise DiskFull(summary.disk_full)
   if summary.failed:
     sys.exit(1)
 
