@@ -39,9 +39,7 @@ def make_split(
     `{"data": {"train": [...], "val": [...], "test": [...]}}` with sorted s1 paths.
   """
   _check_fractions(fractions)
-  groups = collections.defaultdict(list)
-  for pair in pairs:
-    groups[pair.scene or pair.s1].append(pair)
+  groups = scene_groups(pairs)
   if len(groups) < len(SPLIT_NAMES):
     raise DataError(
         f"cannot make disjoint train/val/test splits from {len(groups)} scenes: "
@@ -50,6 +48,14 @@ def make_split(
   targets = {name: {label: fraction * size for label, size in sizes.items()}
              for name, fraction in zip(SPLIT_NAMES, fractions)}
   return _assign_groups(groups, targets, seed)
+
+
+def scene_groups(pairs: Sequence[Pair]) -> dict[str, list[Pair]]:
+  """{scene id: its pairs}, in the order of `pairs`; a pair whose name carries no scene is its own group (its s1 path)."""
+  groups = collections.defaultdict(list)
+  for pair in pairs:
+    groups[pair.scene or pair.s1].append(pair)
+  return dict(groups)
 
 
 def make_patch_split(
