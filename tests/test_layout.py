@@ -54,8 +54,9 @@ def test_every_module_the_architecture_section_names_exists():
       assert path.name in section, f"{path.relative_to(REPO)} is not in the README's architecture section"
 
 
-@pytest.mark.parametrize("module", ["sar2optical.convert", "sar2optical.export", "sar2optical.data.split",
-                                    "sar2optical.data.check", "sar2optical.data.build_tfds", "sar2optical.data.demo"])
+@pytest.mark.parametrize("module", ["sar2optical.convert", "sar2optical.export", "sar2optical.crossval",
+                                    "sar2optical.data.split", "sar2optical.data.check", "sar2optical.data.build_tfds",
+                                    "sar2optical.data.demo"])
 def test_documented_module_commands_still_run(module):
   """`python -m OLD.PATH --helpfull` lists the flags the command module in sar2optical/commands/ defines (absl exits 1)."""
   result = subprocess.run([sys.executable, "-m", module, "--helpfull"], cwd=REPO, capture_output=True, text=True,
