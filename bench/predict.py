@@ -170,8 +170,9 @@ def _write_scene(path: pathlib.Path, size: int) -> None:
       scene.write(sigma0.astype(np.float32)[None], window=Window(0, top, size, len(rows)))
 
 
-def _write_workdir(workdir: pathlib.Path, in_channels: int) -> None:
-  """A real checkpoint (step 0) of a freshly initialised, untrained model."""
+def write_untrained_workdir(workdir: pathlib.Path, in_channels: int) -> None:
+  """A real checkpoint (step 0) of a freshly initialised, untrained model of the default size (also used by
+  bench/demo_latency.py)."""
   config = _fresh_config(in_channels)
   recipe = make_recipe(config, PixelSpec())
   mesh = make_mesh(jax.local_devices(backend="cpu")[:1])  # leaves an accelerator to predict.py
@@ -186,7 +187,7 @@ def _write_workdir(workdir: pathlib.Path, in_channels: int) -> None:
 def _scene_case(scratch: pathlib.Path, size: int) -> dict:
   scene, workdir, output = scratch / "scene.tif", scratch / "workdir", scratch / "predicted"
   _write_scene(scene, size)
-  _write_workdir(workdir, int(_IN_CHANNELS.value))
+  write_untrained_workdir(workdir, int(_IN_CHANNELS.value))
   start = time.perf_counter()
   stdout, peak_rss_mb = _run_measured([sys.executable, str(REPO / "predict.py"), f"--workdir={workdir}",
                                        f"--input={scene}", f"--output={output}", "--sar_units=linear",

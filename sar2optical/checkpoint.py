@@ -41,6 +41,16 @@ def is_step_dir(path: pathlib.Path) -> bool:
   return path.is_dir() and path.name.isdigit() and path.parent.name == "checkpoints"
 
 
+def latest_bytes(workdir: str | pathlib.Path) -> int | None:
+  """The size on disk of the latest committed checkpoint of `workdir` (about what a save needs); None if none."""
+  directory = checkpoint_dir(workdir)
+  steps = [path for path in directory.iterdir() if is_step_dir(path)] if directory.is_dir() else []
+  if not steps:
+    return None
+  latest = max(steps, key=lambda path: int(path.name))
+  return sum(path.stat().st_size for path in latest.rglob("*") if path.is_file())
+
+
 class Checkpoints:
   """The checkpoints of one workdir. Saves are asynchronous; `wait()` blocks until they are on disk."""
 
@@ -59,6 +69,7 @@ class Checkpoints:
                                            enable_async_checkpointing=True, cleanup_tmp_directories=create)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
     self._saved = False
+    _silence_orphaned_io()
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -133,7 +144,6 @@ class Checkpoints:
 
   def _read(self, step: int, items: dict[str, Any]) -> Any:
     """The `items` of the checkpoint at `step`; CheckpointError naming its folder when they cannot be read."""
-    _silence_orphaned_reads()
     try:
       return self._manager.restore(self._checked(step), args=ocp.args.Composite(**items))
     except CheckpointError:
@@ -199,14 +209,14 @@ def _format_versions(recorded: dict[str, str]) -> str:
   return ", ".join(f"{name} {version}" for name, version in recorded.items())
 
 
-def _silence_orphaned_reads() -> None:
-  """Silences the reads a failed restore leaves behind, and only those.
+def _silence_orphaned_io() -> None:
+  """Silences the reads and writes a failed restore or save leaves behind, and only those.
 
-  When one read of a damaged checkpoint fails, Orbax closes its event loop while TensorStore still
-  completes the other reads; each completion then reports an unraisable "Event loop is closed"
-  RuntimeError, a hundred tracebacks around the one clear error. Python prints unraisable errors
-  through sys.unraisablehook, so from the first restore on those are dropped; any other goes to the
-  previous hook.
+  When one read of a damaged checkpoint fails, or one write on a full disk, Orbax closes its event
+  loop while TensorStore still completes the other reads or writes; each completion then reports an
+  unraisable "Event loop is closed" RuntimeError, a hundred tracebacks around the one clear error.
+  Python prints unraisable errors through sys.unraisablehook, so from the first Checkpoints on those
+  are dropped; any other goes to the previous hook.
   """
   previous = sys.unraisablehook
   if getattr(previous, "drops_orphaned_reads", False):

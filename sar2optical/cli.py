@@ -6,14 +6,18 @@ from collections.abc import Callable
 
 from absl import app, logging
 
+from sar2optical import paths
 from sar2optical.errors import Sar2OpticalError, StoppedBySignal
 
 
 class _QuietLibraries(std_logging.Filter):
-  """Drops the INFO chatter of Orbax and Grain (a dozen lines per checkpoint); keeps their warnings."""
+  """Drops the INFO chatter of Orbax and Grain (a dozen lines per checkpoint); keeps their warnings and errors,
+  but for Orbax's traceback of a write that failed on a full disk: DiskFull says that in one line."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
     noisy = "/orbax/" in record.pathname or "/grain/" in record.pathname
+    if noisy and record.exc_info and paths.caused_by_full_disk(record.exc_info[1]):
+      return False
     return record.levelno >= std_logging.WARNING or not noisy
 
 

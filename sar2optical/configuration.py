@@ -5,6 +5,7 @@ from typing import Any
 import ml_collections
 
 from sar2optical import losses, models
+from sar2optical.data import pairs as pairs_lib
 from sar2optical.errors import ConfigError
 
 CHOICES = {
@@ -40,7 +41,9 @@ def default_config() -> ml_collections.ConfigDict:
   config.init_from = ""  # a workdir whose latest G and D start a new run (fine-tuning); a checkpoint in --workdir wins
 
   config.data = ml_collections.ConfigDict()
-  config.data.root = ""  # required: a SEN1-2 folder in the Kaggle layout
+  config.data.root = ""  # required: SEN1-2 (Kaggle or original season folders) or same-name s1/+s2/ (A/+B/) folders
+  config.data.scene_pattern = ""  # regex with a `scene` group, searched in SAR file names; empty: SEN1-2 names
+  config.data.seasons = ""  # e.g. "spring,summer": only pairs of these seasons (SEN1-2 names); empty: all
   config.data.split_file = ""  # split.json of the original; empty: a seeded 0.8/0.1/0.1 split by scene
   config.data.source = "folder"  # folder (data.root) | tfds (a sen1_2 build: python -m sar2optical.data.build_tfds)
   config.data.tfds_data_dir = ""  # where sen1_2 was built; empty: the TFDS default (~/tensorflow_datasets)
@@ -147,6 +150,8 @@ def validate(config: ml_collections.ConfigDict, num_data_shards: int = 1, *, req
   if require_data_root and field(config, "data.source") == "folder" and not field(config, "data.root"):
     raise ConfigError("config.data.root: not set; point it at a SEN1-2 folder (Kaggle layout <class>/s1, <class>/s2),"
                       " e.g. --config.data.root=/path/to/v_2")
+  pairs_lib.compile_scene_pattern(field(config, "data.scene_pattern"), "config.data.scene_pattern")
+  pairs_lib.parse_seasons(field(config, "data.seasons"), "config.data.seasons")
   workers = field(config, "data.workers")
   if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
     raise ConfigError(f"config.data.workers: must be a non-negative integer (grain worker processes), got {workers!r}")

@@ -21,6 +21,18 @@ class CheckpointError(Sar2OpticalError, FileNotFoundError):
   """A workdir or checkpoint is missing or does not fit the config."""
 
 
+class MissingExtra(Sar2OpticalError, ImportError):
+  """An optional dependency (a pip extra such as `[demo]`) is not installed; the message says how to install it."""
+
+
+class WorkdirInUse(Sar2OpticalError):
+  """Another training run holds the workdir's lock; the message names its host and pid."""
+
+
+class DiskFull(Sar2OpticalError, OSError):
+  """A disk filled up while writing; the message names the folder, its free space and the space needed."""
+
+
 class TrainingDiverged(Sar2OpticalError):
   """A loss or gradient became NaN or Inf; the message names the first such step and the last good checkpoint."""
 

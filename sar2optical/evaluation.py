@@ -97,13 +97,13 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
              steps: str = "latest", batch_size: int = 8, mode: Mode = "eval", output_dir: str | None = None,
              grid_pairs: int = 8, data_source: str = "folder", tfds_data_dir: str = "",
              tfds_config: str = "pixels", features: FeatureOptions = FeatureOptions(),
-             save_images: bool = False) -> list[dict]:
+             save_images: bool = False, seasons: str | None = None) -> list[dict]:
   """Evaluates each requested checkpoint of `workdir`; writes metrics.json, per_image.csv and grid.png per step.
 
   The pairs are a split of a folder (`data_root`, default the config's) per WORKDIR/split.json, or
   with `data_source="tfds"` a split of the sen1_2 TFDS build in `tfds_data_dir`. With `features`,
   FID/KID and LPIPS too; with `save_images`, the generated images in step_N/images/ (s1 paths) and
-  the targets' paths in step_N/targets.txt.
+  the targets' paths in step_N/targets.txt. `seasons` (e.g. "fall") replaces the config's data.seasons.
   """
   networks = feature_networks(features) if features.fid or features.lpips else None
   workdir = pathlib.Path(workdir)
@@ -119,7 +119,9 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
     generator = load_generator(workdir, step, mode)
     data = ml_collections.ConfigDict({**generator.config.data.to_dict(), "source": data_source,
                                       "root": data_root or generator.config.data.root,
-                                      "tfds_data_dir": tfds_data_dir, "tfds_config": tfds_config})
+                                      "tfds_data_dir": tfds_data_dir, "tfds_config": tfds_config,
+                                      "seasons": generator.config.data.get("seasons", "") if seasons is None
+                                      else seasons})
     run_data = resolve.resolve(data, workdir, seed=generator.config.seed, record=False)
     directory = output_root / f"step_{generator.step}"
     result, scores, names, labels = evaluate_step(generator, workdir, run_data, split, batch_size=batch_size,
@@ -205,7 +207,8 @@ def image_saver(images_dir: pathlib.Path, names: Sequence[str]):
     for row, i in zip(np.flatnonzero(valid), index):
       path = images_dir / pathlib.PurePosixPath(names[i]).with_suffix(".png")
       path.parent.mkdir(parents=True, exist_ok=True)
-      Image.fromarray(generated[row]).save(path)
+      with paths.written_whole(path) as partial:
+        Image.fromarray(generated[row]).save(partial, format="PNG")
   return save
 
 
@@ -213,22 +216,26 @@ def write_target_list(path: pathlib.Path, source: sources.PairSource, data_root:
   """The scored targets' files, one per line in scoring order; a TFDS build has no files: its records' names."""
   lines = [str(data_root / source[i].s2) if data_root else f"tfds record of {source.name_and_label(i)[0]}"
            for i in range(len(source))]
-  path.write_text("\n".join(lines) + "\n")
+  paths.write_whole(path, "\n".join(lines) + "\n")
 
 
 def write_outputs(directory: pathlib.Path, result: dict, scores: Scores, names: Sequence[str],
                   labels: Sequence[str]) -> None:
-  """metrics.json, per_image.csv (s1_path, class, metrics; csv-quoted) and grid.png (SAR | generated | target)."""
+  """metrics.json, per_image.csv (s1_path, class, metrics; csv-quoted) and grid.png (SAR | generated | target).
+
+  Each file is written whole or not at all (`paths.written_whole`), metrics.json last.
+  """
   directory.mkdir(parents=True, exist_ok=True)
-  (directory / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-  with open(directory / "per_image.csv", "w", newline="") as file:
+  with paths.written_whole(directory / "per_image.csv") as partial, open(partial, "w", newline="") as file:
     writer = csv.writer(file, lineterminator="\n")
     columns = list(scores.model)  # metrics.METRICS, then lpips when computed
     writer.writerow(["s1_path", "class", *columns])
     for i, (name, label) in enumerate(zip(names, labels)):
       writer.writerow([name, label, *(f"{scores.model[m][i]:.6f}" for m in columns)])
   if scores.grid_rows:
-    Image.fromarray(pair_grid(scores.grid_rows)).save(directory / "grid.png")
+    with paths.written_whole(directory / "grid.png") as partial:
+      Image.fromarray(pair_grid(scores.grid_rows)).save(partial, format="PNG")
+  paths.write_whole(directory / "metrics.json", json.dumps(result, indent=2) + "\n")
 
 
 def write_tensorboard(workdir: pathlib.Path, result: dict) -> None:

@@ -113,15 +113,16 @@ class ConvTranspose4x4(nn.Module):
   """PyTorch's ConvTranspose2d(kernel 4, stride 2, padding 1, no bias) with parameter "kernel".
 
   The kernel is stored as Flax's transposed layout (kh, kw, out, in), i.e. PyTorch's
-  (in, out, kh, kw) permuted. Run by `ops.conv.conv_transpose4x4`.
+  (in, out, kh, kw) permuted. Run by `ops.conv.conv_transpose4x4`, in `accelerator_form` off the CPU.
   """
   features: int
   dtype: Dtype = jnp.float32
+  accelerator_form: conv_ops.AcceleratorForm = "dilated"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param("kernel", conv_init, (4, 4, self.features, x.shape[-1])).astype(self.dtype)
-    return conv_ops.conv_transpose4x4(x.astype(self.dtype), kernel)
+    return conv_ops.conv_transpose4x4(x.astype(self.dtype), kernel, self.accelerator_form)
 
 
 class UpBlock(nn.Module):
@@ -134,11 +135,12 @@ class UpBlock(nn.Module):
   dropout_rate: float = 0.0
   upsampling: Upsampling = "none"
   dtype: Dtype = jnp.float32
+  accelerator_form: conv_ops.AcceleratorForm = "dilated"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     if self.upsampling == "none":
-      x = ConvTranspose4x4(self.features, self.dtype, name="up")(x)
+      x = ConvTranspose4x4(self.features, self.dtype, self.accelerator_form, name="up")(x)
     else:
       b, h, w, c = x.shape
       x = jax.image.resize(x, (b, 2 * h, 2 * w, c), method=self.upsampling)
@@ -156,12 +158,15 @@ class UNetGenerator(nn.Module):
   concat(skip, output); block L maps to 64 channels. Dropout sits on the innermost
   min(3, L-1) decoder blocks. The input size must be a multiple of 2**levels. Parameters are
   float32; `dtype` is the computation dtype (bfloat16 for mixed precision); the output is float32.
+  `accelerator_form` is the transposed convolutions' form off the CPU (`ops.conv.conv_transpose4x4`):
+  the same function and parameters, a different computation; `bench/gpu_speed.py` measures both.
   """
   levels: int = 8
   out_channels: int = 3
   upsampling: Upsampling = "none"
   dropout_rate: float = 0.5
   dtype: Dtype = jnp.float32
+  accelerator_form: conv_ops.AcceleratorForm = "dilated"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -174,7 +179,7 @@ class UNetGenerator(nn.Module):
     for i in range(1, self.levels + 1):
       width = widths[self.levels - 1 - i] if i < self.levels else 64
       rate = self.dropout_rate if i <= min(3, self.levels - 1) else 0.0
-      x = UpBlock(width, rate, self.upsampling, self.dtype, name=f"dec{i}")(x, train)
+      x = UpBlock(width, rate, self.upsampling, self.dtype, self.accelerator_form, name=f"dec{i}")(x, train)
       if i < self.levels:
         x = jnp.concatenate([skips[self.levels - 1 - i], x], axis=-1)
     x = Conv(self.out_channels, 3, dtype=self.dtype, name="head")(x)

@@ -2,12 +2,17 @@
 written whole or not at all."""
 
 import contextlib
+import errno
 import os
 import pathlib
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from sar2optical.errors import DataError
+from sar2optical.errors import DataError, DiskFull
+
+# How TensorStore (Orbax's writer) reports ENOSPC: a ValueError whose text carries the OS error.
+_TENSORSTORE_ENOSPC = f"[os_error_code='{errno.ENOSPC}']"
 
 
 def writable_directory(path: str | pathlib.Path, what: str) -> pathlib.Path:
@@ -54,3 +59,31 @@ def writable_file(path: str | pathlib.Path, what: str) -> pathlib.Path:
   """`path` resolved, its folder made and checked writable (`writable_directory`); the file is not touched."""
   path = pathlib.Path(path)
   return writable_directory(path.parent, f"{what} folder") / path.name
+
+
+def megabytes(size: int) -> str:
+  return f"{size / 2**20:.1f} MB"
+
+
+def caused_by_full_disk(error: BaseException) -> bool:
+  """Whether ENOSPC is `error` or in its chain of causes: an OSError of ours, or a TensorStore error of Orbax's."""
+  while error is not None:
+    if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or _TENSORSTORE_ENOSPC in str(error):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+@contextlib.contextmanager
+def disk_full_reported(folder: pathlib.Path, needed: Callable[[], int | None], remedy: str) -> Iterator[None]:
+  """Turns an error caused by a full disk (`caused_by_full_disk`) in the block into one DiskFull line naming
+  `folder`, its free space, the space `needed()` (bytes, None if unknown) and `remedy`."""
+  try:
+    yield
+  except Exception as error:  # whatever wraps the ENOSPC: Orbax's ValueError, an ExitStack's chain
+    if not caused_by_full_disk(error):
+      raise
+    size = needed()
+    need = f"about {megabytes(size)} needed" if size else "more needed"
+    raise DiskFull(f"the disk of {folder} is full ({megabytes(shutil.disk_usage(folder).free)} free, {need}): "
+                   f"{remedy}") from None

@@ -26,7 +26,7 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from sar2optical.data.images import load_image
+from sar2optical.data.images import check_pixels, load_image
 from sar2optical.errors import DataError
 
 INPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -39,6 +39,9 @@ _GEOTIFF_BLOCK = 256
 # needs a few MB, so a fixed cap keeps the memory of a scene's translation bounded.
 _GDAL_CACHE_MB = 256
 _IO_ERRORS = (rasterio.errors.RasterioError, OSError)
+# A TIFF declaring more bytes of pixels than this many times its file size has a damaged or hostile header:
+# deflate stops near 1000:1, and SAR scenes compress a few times at most. Reading it would take forever.
+MAX_TIFF_EXPANSION = 10_000
 
 
 def _reason(error: Exception) -> str:
@@ -94,8 +97,9 @@ class _PillowReader(SarReader):
     try:
       with Image.open(path) as image:
         width, height = image.size
-    except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except (Image.UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as error:
       raise DataError(f"cannot decode image {path}: {error}") from None
+    check_pixels(width, height, str(path))
     super().__init__(path, height, width, np.dtype(np.uint8), Georeference())
     self._pixels: np.ndarray | None = None
 
@@ -117,7 +121,12 @@ class _RasterioReader(SarReader):
     except _IO_ERRORS as error:
       raise DataError(f"cannot open raster {path}: {_reason(error)}") from None
     dataset = self._dataset
-    self._band = _band_index(dataset, band, path)
+    try:
+      _check_declared_size(dataset, path)
+      self._band = _band_index(dataset, band, path)
+    except DataError:
+      dataset.close()
+      raise
     gcps, gcps_crs = dataset.gcps
     has_transform = dataset.crs is not None or not dataset.transform.is_identity
     georeference = Georeference(dataset.crs, dataset.transform if has_transform else None, tuple(gcps), gcps_crs)
@@ -134,6 +143,16 @@ class _RasterioReader(SarReader):
 
   def close(self) -> None:
     self._dataset.close()
+
+
+def _check_declared_size(dataset: rasterio.DatasetReader, path: pathlib.Path) -> None:
+  """DataError when the pixels `dataset` declares exceed MAX_TIFF_EXPANSION times its file's size."""
+  declared = dataset.width * dataset.height * sum(np.dtype(dtype).itemsize for dtype in dataset.dtypes)
+  size = path.stat().st_size
+  if declared > MAX_TIFF_EXPANSION * size:
+    raise DataError(f"{path} declares {dataset.width}x{dataset.height} pixels in {dataset.count} bands "
+                    f"({declared / 2**30:.1f} GiB) in a file of {size / 2**20:.2f} MiB, more than "
+                    f"{MAX_TIFF_EXPANSION} times its size: its header is damaged")
 
 
 def _band_index(dataset: rasterio.DatasetReader, band: str, path: pathlib.Path) -> int:
@@ -300,3 +319,14 @@ def create_writer(path: pathlib.Path, output_format: str, height: int, width: in
   if output_format == "tiff":
     return _GeoTiffWriter(path, height, width, georeference)
   return _PillowWriter(path, output_format, height, width)
+
+
+def rgb_rows(path: pathlib.Path, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+  """(first row, uint8 RGB (≤ rows, width, 3)) of a 3-band raster (a GeoTIFF `create_writer` wrote), from the top."""
+  try:
+    with rasterio.open(path) as dataset:
+      for start in range(0, dataset.height, rows):
+        window = Window(0, start, dataset.width, min(rows, dataset.height - start))
+        yield start, np.moveaxis(dataset.read((1, 2, 3), window=window), 0, -1)
+  except _IO_ERRORS as error:
+    raise DataError(f"cannot read {path}: {_reason(error)}") from None

@@ -1,7 +1,10 @@
 """Shared test helpers: the real SEN1-2 sample beside the repository."""
 
 import hashlib
+import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -219,3 +222,35 @@ def random_feature_weights(tmp_path_factory) -> dict[str, tuple[pathlib.Path, st
       torch.save(network.state_dict(), directory / f"{name}.pth")
       files[name] = (directory / f"{name}.pth", hashlib.sha256((directory / f"{name}.pth").read_bytes()).hexdigest())
   return files
+
+
+TRAIN_STEPS = 8
+
+
+def train_command(workdir: pathlib.Path, root: pathlib.Path, *overrides: str) -> list[str]:
+  """train.py on the tiny model (3 levels, 32², batch 2), checkpoints every 2 steps, a log line per step."""
+  return [sys.executable, "train.py", "--config=configs/quickstart.py", f"--workdir={workdir}",
+          f"--config.data.root={root}", "--config.image_size=32", "--config.batch_size=2", "--config.model.levels=3",
+          f"--config.num_train_steps={TRAIN_STEPS}", "--config.checkpoint_every_steps=2", "--config.log_every_steps=1",
+          "--config.sample_every_steps=100", "--config.eval_every_steps=0", *overrides]
+
+
+def start(args: list[str], **env: str) -> subprocess.Popen:
+  """`args` run from the repository on the CPU; stderr piped (as text), stdout dropped."""
+  return subprocess.Popen(args, cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu", **env},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen) -> tuple[int, str]:
+  """(exit status, the rest of stderr) of `process` once it ends."""
+  _, rest = process.communicate(timeout=600)
+  return process.returncode, rest
+
+
+@pytest.fixture(scope="session")
+def straight_run(demo_root, tmp_path_factory) -> pathlib.Path:
+  """An uninterrupted `train_command` run, which the interrupted ones must reproduce bit for bit."""
+  workdir = tmp_path_factory.mktemp("straight")
+  status, log = finish(start(train_command(workdir, demo_root)))
+  assert status == 0, log[-3000:]
+  return workdir

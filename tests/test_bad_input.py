@@ -21,6 +21,7 @@ from PIL import Image
 
 import sar2optical
 from sar2optical import evaluation
+from sar2optical.data import demo
 from sar2optical.errors import Sar2OpticalError
 from sar2optical.training import loop
 
@@ -49,6 +50,13 @@ class Case:
   name: str
   setup: Callable[[pathlib.Path, dict], Callable[[], object]]
   names: Callable[[pathlib.Path], str]
+
+
+def half_extracted(root: pathlib.Path) -> pathlib.Path:
+  """SEN1-2's season folders with one scene's optical folder missing, as a cut-short tarball leaves them."""
+  demo.generate(root, pairs_per_class=1, size=32, layout="original")
+  shutil.rmtree(root / "ROIs9000_spring" / "s2_1")
+  return root
 
 
 def train_on(root: pathlib.Path, workdir: pathlib.Path, **overrides) -> Callable[[], object]:
@@ -95,6 +103,14 @@ CASES = [
     Case("empty class folder", broken_data(lambda root: [(root / "urban" / sub).mkdir(parents=True)
                                                          for sub in ("s1", "s2")]),
          lambda tmp: str(tmp / "data" / "urban")),
+    Case("scene folder without its twin", lambda tmp, ctx: train_on(half_extracted(tmp / "data"), tmp / "run",
+                                                                      **{"data.split_file": ""}),
+         lambda tmp: f"{tmp}/data/ROIs9000_spring/s1_1 has no twin folder {tmp}/data/ROIs9000_spring/s2_1"),
+    Case("Kaggle and original layouts mixed", broken_data(lambda root: [
+        write_png(root / "ROIs1158_spring/s1_1/ROIs1158_spring_s1_1_p1.png", np.zeros((32, 32), np.uint8)),
+        write_png(root / "ROIs1158_spring/s2_1/ROIs1158_spring_s2_1_p1.png", np.zeros((32, 32, 3), np.uint8))]),
+         lambda tmp: f"class folders such as {tmp}/data/agri and SEN1-2 season folders such as "
+                     f"{tmp}/data/ROIs1158_spring"),
     Case("unpaired file", broken_data(lambda root: (root / OPTICAL.format(2)).unlink()),
          lambda tmp: str(tmp / "data" / OPTICAL.format(2))),
     Case("zero-byte PNG", broken_data(lambda root: (root / SAR.format(2)).write_bytes(b"")),

@@ -14,6 +14,7 @@ TRANSPOSE_FORMS = {
     "matmul": lambda x, k: conv_ops._conv_transpose4x4_forms(x, k, "matmul"),
     "subpixel": lambda x, k: conv_ops._conv_transpose4x4_forms(x, k, "subpixel"),
     "dilated": conv_ops._lax_conv_transpose4x4,
+    "subpixel_autodiff": conv_ops._subpixel_conv_transpose4x4,  # accelerator_form="subpixel" off the CPU
 }
 
 
@@ -22,7 +23,7 @@ def _relative_error(a: jax.Array, b: jax.Array) -> float:
 
 
 @pytest.mark.parametrize("shape", [(2, 5, 7, 6), (1, 1, 1, 16), (2, 2, 2, 16), (1, 8, 8, 3)])
-@pytest.mark.parametrize("method", ["auto", "matmul", "subpixel"])
+@pytest.mark.parametrize("method", ["auto", "matmul", "subpixel", "subpixel_autodiff"])
 def test_transposed_conv_forms_equal_the_dilated_one_with_gradients(shape, method):
   """Every form, and its custom gradient, equals lax.conv_transpose differentiated by JAX."""
   x = jax.random.normal(jax.random.PRNGKey(1), shape)
@@ -113,3 +114,16 @@ def test_generator_exports_for_cpu_and_cuda():
   cuda = jax.export.export(jax.jit(forward), platforms=("cuda",))(variables, spec).mlir_module()
   cpu = jax.export.export(jax.jit(forward), platforms=("cpu",))(variables, spec).mlir_module()
   assert "lhs_dilate" in cuda and "lhs_dilate" not in cpu
+
+
+def test_accelerator_form_subpixel_replaces_the_dilated_conv_on_cuda_only():
+  """`accelerator_form="subpixel"` lowers CUDA's transposed convs as stride-1 convolutions; the CPU form stays."""
+  sar = jnp.zeros((2, 4, 4, 1))
+  lowered = {}
+  for form in ("dilated", "subpixel"):
+    generator = models.UNetGenerator(levels=2, accelerator_form=form)
+    variables = generator.init(jax.random.PRNGKey(0), sar, train=False)
+    lowered[form] = {platform: _mlir(lambda v, x: generator.apply(v, x, train=False), variables, sar,
+                                     platforms=(platform,)) for platform in ("cpu", "cuda")}
+  assert "lhs_dilate" in lowered["dilated"]["cuda"] and "lhs_dilate" not in lowered["subpixel"]["cuda"]
+  assert lowered["subpixel"]["cpu"] == lowered["dilated"]["cpu"]

@@ -67,12 +67,13 @@ def test_find_pairs_on_real_sample():
 def test_find_pairs_on_flat_layout(tmp_path):
   _make_flat_dataset(tmp_path, num_pairs=3)
   (tmp_path / "s1" / "notes.txt").write_text("not an image")
-  _write_image(tmp_path / "s1" / "no_tag.png", np.zeros((4, 4), np.uint8))
+  _write_image(tmp_path / "s1" / "no_tag.png", np.zeros((4, 4), np.uint8))  # same-name twins pair too
+  _write_image(tmp_path / "s2" / "no_tag.png", np.zeros((4, 4, 3), np.uint8))
   pairs = pairs_lib.find_pairs(tmp_path)
   assert pairs == [
       pairs_lib.Pair(f"s1/ROIs1970_fall_s1_{i // 2}_p{i}.png",
                      f"s2/ROIs1970_fall_s2_{i // 2}_p{i}.png", "", f"ROIs1970_fall_{i // 2}")
-      for i in range(3)]
+      for i in range(3)] + [pairs_lib.Pair("s1/no_tag.png", "s2/no_tag.png", "", None)]
 
 
 @pytest.mark.parametrize("filename, scene", [

@@ -14,30 +14,14 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import REPO, file_digests, saved_state, tiny_config
+from conftest import TRAIN_STEPS, file_digests, finish, saved_state, start, tiny_config, train_command
 
 from sar2optical import checkpoint
 from sar2optical.errors import ConfigError, StoppedBySignal, TrainingDiverged
 from sar2optical.training import loop
 
-STEPS = 8
-
-
-def command(workdir: pathlib.Path, root: pathlib.Path, *overrides: str) -> list[str]:
-  """train.py on the tiny model (3 levels, 32², batch 2), checkpoints every 2 steps, a log line per step."""
-  return [sys.executable, "train.py", "--config=configs/quickstart.py", f"--workdir={workdir}",
-          f"--config.data.root={root}", "--config.image_size=32", "--config.batch_size=2", "--config.model.levels=3",
-          f"--config.num_train_steps={STEPS}", "--config.checkpoint_every_steps=2", "--config.log_every_steps=1",
-          "--config.sample_every_steps=100", "--config.eval_every_steps=0", *overrides]
-
-
-def start(args: list[str], **env: str) -> subprocess.Popen:
-  return subprocess.Popen(args, cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu", **env},
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
 def hanging_in_save(where: str, step: int, marker: pathlib.Path, train: list[str]) -> list[str]:
-  """`train` (a command()) run by tests/hang_in_save.py: it hangs inside the save of `step` ("data" or "commit")."""
+  """`train` (a train_command()) run by tests/hang_in_save.py: it hangs in the save of `step` ("data" or "commit")."""
   return [sys.executable, "tests/hang_in_save.py", where, str(step), str(marker), *train[2:]]
 
 
@@ -59,43 +43,31 @@ def read_until(process: subprocess.Popen, pattern: str) -> str:
   raise AssertionError(f"{pattern!r} never appeared:\n" + "".join(seen)[-3000:])
 
 
-def finish(process: subprocess.Popen) -> tuple[int, str]:
-  _, rest = process.communicate(timeout=600)
-  return process.returncode, rest
-
-
-@pytest.fixture(scope="module")
-def straight_run(demo_root, tmp_path_factory) -> pathlib.Path:
-  """The uninterrupted run that the interrupted ones must reproduce bit for bit."""
-  workdir = tmp_path_factory.mktemp("straight")
-  status, log = finish(start(command(workdir, demo_root)))
-  assert status == 0, log[-3000:]
-  return workdir
-
-
 def test_sigkill_inside_a_save_and_between_saves_then_resume_is_bitwise_identical(demo_root, straight_run, tmp_path):
   workdir, marker = tmp_path / "killed", tmp_path / "saving"
   # Kill 1: inside the save of step 4 (the wrapper hangs there once the checkpoint's temporary folder exists).
-  process = start(hanging_in_save("data", 4, marker, command(workdir, demo_root)))
+  process = start(hanging_in_save("data", 4, marker, train_command(workdir, demo_root)))
   wait_for(marker, process)
   half_written = [path.name for path in (workdir / "checkpoints").iterdir() if path.name.startswith("4.")]
   assert half_written and "tmp" in half_written[0], half_written
   process.kill()
   process.wait()
   # Kill 2: between saves, right after step 7 is logged (the checkpoint of step 6 may still be in flight).
-  process = start(command(workdir, demo_root))
+  process = start(train_command(workdir, demo_root))
   log = read_until(process, r"step 7/8")
   assert "Resuming from the checkpoint at step 2" in log, log[-3000:]
   process.kill()
   process.wait()
   assert not (workdir / "checkpoints" / "8").exists()
 
-  status, log = finish(start(command(workdir, demo_root)))
+  status, log = finish(start(train_command(workdir, demo_root)))
   assert status == 0, log[-3000:]
   assert re.search(r"Resuming from the checkpoint at step [46]\b", log), log[-3000:]
+  assert re.search(r"Took over the lock of a training run on host \S+, pid \d+, started \S+, which ended without "
+                   r"releasing it \(killed\?\)", log), log[-3000:]
   assert not [path for path in (workdir / "checkpoints").iterdir() if "tmp" in path.name]
   straight, resumed = saved_state(straight_run), saved_state(workdir)
-  assert int(straight.step) == int(resumed.step) == STEPS
+  assert int(straight.step) == int(resumed.step) == TRAIN_STEPS
   jax.tree.map(np.testing.assert_array_equal, straight, resumed)  # params, BatchNorm stats, Adam, RNG
 
 
@@ -105,7 +77,7 @@ def test_sigkill_inside_the_save_of_a_new_best_then_eval_best_scores_a_committed
   The best is then step 3, the best committed step: eval.py --steps=best scores it.
   """
   workdir, marker, scores = tmp_path / "killed", tmp_path / "saving", tmp_path / "best.json"
-  process = start(hanging_in_save("commit", 6, marker, command(workdir, demo_root, "--config.eval_every_steps=3")))
+  process = start(hanging_in_save("commit", 6, marker, train_command(workdir, demo_root, "--config.eval_every_steps=3")))
   wait_for(marker, process)
   process.kill()
   process.wait()
@@ -125,7 +97,7 @@ def test_sigkill_inside_the_save_of_a_new_best_then_eval_best_scores_a_committed
 def test_sigterm_saves_the_current_step_and_exits_then_resume_is_bitwise_identical(demo_root, straight_run,
                                                                                   tmp_path):
   workdir = tmp_path / "preempted"
-  process = start(command(workdir, demo_root, "--config.checkpoint_every_steps=100"))
+  process = start(train_command(workdir, demo_root, "--config.checkpoint_every_steps=100"))
   read_until(process, r"step 3/8")
   process.send_signal(signal.SIGTERM)
   status, log = finish(process)
@@ -134,9 +106,9 @@ def test_sigterm_saves_the_current_step_and_exits_then_resume_is_bitwise_identic
   assert stopped and "Traceback" not in log, log[-3000:]
   step = int(stopped.group(1))
   assert pathlib.Path(stopped.group(2)) == workdir / "checkpoints" / str(step)
-  assert 3 <= step < STEPS and checkpoint.Checkpoints(workdir, create=False).all_steps() == [step]
+  assert 3 <= step < TRAIN_STEPS and checkpoint.Checkpoints(workdir, create=False).all_steps() == [step]
 
-  status, log = finish(start(command(workdir, demo_root)))
+  status, log = finish(start(train_command(workdir, demo_root)))
   assert status == 0 and f"Resuming from the checkpoint at step {step}" in log, log[-3000:]
   jax.tree.map(np.testing.assert_array_equal, saved_state(straight_run), saved_state(workdir))
 

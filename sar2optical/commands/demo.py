@@ -1,43 +1,52 @@
-"""The `python -m sar2optical.data.demo` command (console script `sar2optical-demo`)."""
+r"""The web demo: a page in the browser that translates an uploaded SAR image with a trained generator.
 
-import sys
+  python -m sar2optical.demo --workdir=runs/pix2pix [--step=latest] [--port=7860] [--host=127.0.0.1] \
+      [--examples=FOLDER]                 # serves http://127.0.0.1:7860 until Ctrl-C
+  python -m sar2optical.demo --workdir=runs/pix2pix --write_space=space/   # a Hugging Face Space, then exits
 
-from absl import app, flags
+Upload a SAR PNG, JPEG or GeoTIFF (or pick an example from --examples), choose its units, and see the
+SAR and its translation side by side; download the PNG or the GeoTIFF (georeferenced like the input),
+the bytes predict.py writes. Needs the optional extra: pip install 'sar2optical[demo]'.
+"""
 
-from sar2optical.data import demo as demo_lib
-from sar2optical.data.demo import generate
-from sar2optical.errors import Sar2OpticalError
+from absl import flags
 
-__doc__ = demo_lib.__doc__  # the usage that --help prints: the module's own
+import sar2optical
+from sar2optical import cli
 
-
-FLAGS = flags.FLAGS
+_DEFAULT_PORT = 7860
 
 
 def _define_flags() -> None:
   """Defines the command-line flags, only when run as a script, so imports never clash."""
-  flags.DEFINE_string("output", "demo_data", "Directory to write the synthetic demo set to.")
-  flags.DEFINE_integer("pairs_per_class", 24, "SAR/optical pairs per land-cover class.")
-  flags.DEFINE_integer("size", 256, "Side of each square patch in pixels.")
-  flags.DEFINE_integer("seed", 0, "Random seed; the same seed gives byte-identical images.")
+  flags.DEFINE_string("workdir", None, "A training workdir (its checkpoint at --step), a step directory "
+                      "WORKDIR/checkpoints/<step> or an artifact of sar2optical-export.", required=True)
+  flags.DEFINE_string("step", "latest", "With a workdir: the checkpoint step to use, or latest.")
+  flags.DEFINE_string("host", "127.0.0.1", "Address to serve on; 0.0.0.0 makes the page reachable from other "
+                      "machines.")
+  flags.DEFINE_integer("port", _DEFAULT_PORT, "Port to serve on.", lower_bound=1, upper_bound=65535)
+  flags.DEFINE_string("examples", None, "A folder of SAR images (e.g. SEN1-2 s1/ patches) offered as examples: "
+                      "the first few by path, recursively.")
+  flags.DEFINE_string("write_space", None, "Instead of serving: write a Hugging Face Space to this new folder "
+                      "(app.py, README.md, requirements.txt, the package and the generator exported) and exit.")
 
 
 def main(argv: list[str]) -> None:
-  """Entry point of `python -m sar2optical.data.demo`."""
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    n = generate(FLAGS.output, pairs_per_class=FLAGS.pairs_per_class, size=FLAGS.size,
-                 seed=FLAGS.seed)
-  except Sar2OpticalError as e:
-    sys.exit(f"error: {e}")
-  print(f"Wrote {n} synthetic SAR/optical pairs ({FLAGS.pairs_per_class} per class, "
-        f"{FLAGS.size}x{FLAGS.size}) to {FLAGS.output}")
+  del argv
+  values = flags.FLAGS
+  from sar2optical import web_demo  # pylint: disable=g-import-not-at-top (MissingExtra without Gradio)
+  if values.write_space:
+    app = web_demo.write_space(values.workdir, values.write_space, values.step)
+    print(f"wrote a Hugging Face Space -> {app.parent} (try it: cd {app.parent} && python app.py)")
+    return
+  examples = web_demo.find_examples(values.examples) if values.examples else []
+  translator = sar2optical.load(values.workdir, values.step)
+  web_demo.serve(translator, host=values.host, port=values.port, examples=examples)
 
 
 def run() -> None:
   _define_flags()
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

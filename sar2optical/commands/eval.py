@@ -1,7 +1,7 @@
 r"""Scores a workdir's checkpoints with PSNR, SSIM, MAE and RMSE, per class and overall, beside floors.
 
   python eval.py --workdir=runs/pix2pix [--split=test|val|train|all] [--steps=latest|best|all|N,M]
-      [--mode=eval|train] [--data_root=DIR] [--output_dir=DIR] [--output_json=F]
+      [--mode=eval|train] [--data_root=DIR] [--seasons=fall] [--output_dir=DIR] [--output_json=F]
       [--fid [--fid_weights=PATH] [--fid_variant=standard|sar2optical]]
       [--lpips [--lpips_net=alex|vgg] [--lpips_backbone_weights=PATH] [--lpips_weights=PATH]] [--save_images]
 
@@ -25,6 +25,8 @@ _DATA_ROOT = flags.DEFINE_string("data_root", None, "SEN1-2 folder (Kaggle layou
                                  "config's data.root.")
 _DATA_SOURCE = flags.DEFINE_enum("data_source", "folder", ["folder", "tfds"], "folder: --data_root split by "
                                   "WORKDIR/split.json; tfds: a split of the sen1_2 build in --tfds_data_dir.")
+_SEASONS = flags.DEFINE_string("seasons", None, "Only pairs of these seasons, e.g. fall (SEN1-2 names; with "
+                               "--split=all, the seasons a run did not train on); default: the config's data.seasons.")
 _TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", "", "Where sen1_2 was built (empty: the TFDS default).")
 _TFDS_CONFIG = flags.DEFINE_enum("tfds_config", "pixels", ["pixels", "png"], "The sen1_2 build's config.")
 _SPLIT = flags.DEFINE_enum("split", "test", ["test", "val", "train", "all"], "Which split of WORKDIR/split.json "
@@ -75,7 +77,7 @@ def main(argv: list[str]) -> None:
                                     lpips_weights_sha256=_LPIPS_WEIGHTS_SHA256.value,
                                     lpips_backbone_weights=_LPIPS_BACKBONE.value,
                                     lpips_backbone_weights_sha256=_LPIPS_BACKBONE_SHA256.value),
-                                save_images=_SAVE_IMAGES.value)
+                                save_images=_SAVE_IMAGES.value, seasons=_SEASONS.value)
   for result in results:
     print(evaluation.format_table(result))
     print(f"{result['images_per_second']:.1f} images/s")

@@ -27,7 +27,10 @@ FLAGS = flags.FLAGS
 
 def _define_flags() -> None:
   """Defines the command-line flags, only when run as a script, so imports never clash."""
-  flags.DEFINE_string("root", None, "The SEN1-2 folder (Kaggle layout <class>/s1, <class>/s2).")
+  flags.DEFINE_string("root", None, "The data root (SEN1-2 in the Kaggle or original layout, or same-name folders).")
+  flags.DEFINE_string("scene_pattern", "", "Regex with a `scene` group, searched in SAR file names; empty: SEN1-2 "
+                      "names (ROIs1970_fall_s1_13_p265 → ROIs1970_fall_13).")
+  flags.DEFINE_string("seasons", "", "Only pairs of these seasons, e.g. spring,summer (SEN1-2 names); empty: all.")
   flags.DEFINE_enum("kind", "scene", ["scene", "original", "balanced"], "Which split to make.")
   flags.DEFINE_string("output", None, "Where to write the split file (required unless --split_file).")
   flags.DEFINE_string("split_file", None, "Print the counts of this existing split file instead.")
@@ -40,7 +43,7 @@ def _define_flags() -> None:
 
 def main(argv: list[str]) -> None:
   del argv
-  pairs = pairs_lib.find_pairs(FLAGS.root)
+  pairs = pairs_lib.find_pairs(FLAGS.root, FLAGS.scene_pattern, pairs_lib.parse_seasons(FLAGS.seasons, "--seasons"))
   if FLAGS.split_file:
     split = splits.read_split(FLAGS.split_file)
     print(f"{FLAGS.split_file} over {len(pairs)} pairs in {FLAGS.root}:")

@@ -5,8 +5,10 @@ r"""Pix2Pix on SEN1-2 as the PyTorch SAR2Optical original trains it: 256², 8-le
   python train.py --config=configs/pix2pix.py:paper ...   # with the pix2pix paper's augmentation
   python train.py --config=configs/pix2pix.py:few_scenes ...   # the candidate recipe for few training scenes
 
-`data.root` is a SEN1-2 folder in the Kaggle layout (`<class>/s1`, `<class>/s2`). Any field can be
-overridden on the command line, e.g. `--config.batch_size=16 --config.num_train_steps=50000`.
+`data.root` is a SEN1-2 folder in the Kaggle layout (`<class>/s1`, `<class>/s2`), the full SEN1-2 in its
+season folders (`ROIs1158_spring/s1_1`, ...), or same-name folders (`s1/`+`s2/`, `A/`+`B/`); see
+`data.scene_pattern` and `data.seasons`. Any field can be overridden on the command line, e.g.
+`--config.batch_size=16 --config.num_train_steps=50000`.
 """
 
 import ml_collections

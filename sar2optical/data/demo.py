@@ -1,14 +1,19 @@
 """Generates a small synthetic SEN1-2-like demo set, so a fresh clone can run the quickstart.
 
-The set uses the Kaggle SEN1-2 layout of the real data:
+By default the set uses the Kaggle SEN1-2 layout of the real data:
 `OUT/<class>/s1/ROIs9000_demo_s1_<scene>_p<patch>.png` (8-bit grey backscatter) and its twin
-`OUT/<class>/s2/ROIs9000_demo_s2_<scene>_p<patch>.png` (8-bit RGB). Each pair is rendered from
+`OUT/<class>/s2/ROIs9000_demo_s2_<scene>_p<patch>.png` (8-bit RGB). `--layout=original` writes
+SEN1-2's own season folders instead, one per class (agri → spring, barrenland → summer, grassland
+→ fall, urban → winter): `OUT/ROIs9000_spring/s1_<scene>/ROIs9000_spring_s1_<scene>_p<patch>.png`
+and its twin in `s2_<scene>/`; `--layout=same-name` writes pix2pix-style folders
+`OUT/<class>/A/<class>_<scene>_p<patch>.png` and `OUT/<class>/B/` (the same name). Each pair is rendered from
 one land-cover map. The optical image colours the map. The SAR image gives each cover a
 backscatter (double bounce at building walls, dark water and radar shadow, brighter slopes
 that face the sensor), multiplies in 4-look gamma speckle and scales [-25, 0] dB to 0..255,
 as SEN1-2 does.
 
-  python -m sar2optical.data.demo --output=demo_data [--pairs_per_class=24] [--size=256]
+  python -m sar2optical.data.demo --output=demo_data [--pairs_per_class=24] [--size=256] \
+      [--layout=kaggle|original|same-name]
 """
 
 import pathlib
@@ -18,10 +23,12 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from sar2optical.data import pairs as pairs_lib
 from sar2optical.errors import ConfigError, DataError
 from sar2optical.pixels import SarScaling
 
 CLASSES = ("agri", "barrenland", "grassland", "urban")
+LAYOUTS = ("kaggle", "original", "same-name")
 
 _ROI = "ROIs9000"
 _SEASON = "demo"
@@ -275,18 +282,35 @@ def _prepare(out: pathlib.Path) -> None:
       raise DataError(
           f"{out}: directory is not empty and is not a sar2optical demo set; "
           "choose a new or empty output directory")
-    for old in out.glob(f"*/s[12]/{_ROI}_{_SEASON}_s[12]_*.png"):
-      old.unlink()
+    for pattern in (f"*/s[12]/{_ROI}_{_SEASON}_s[12]_*.png", f"{_ROI}_*/s[12]_*/{_ROI}_*.png", "*/[AB]/*_p*.png"):
+      for old in out.glob(pattern):
+        old.unlink()
+    for folder in sorted(out.glob("*/*"), reverse=True) + sorted(out.glob("*")):
+      if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
   try:
     out.mkdir(parents=True, exist_ok=True)
   except OSError as e:
     raise DataError(f"{out}: cannot create directory ({e.strerror})") from e
 
 
-def _readme(seed: int, pairs_per_class: int, size: int) -> str:
+def pair_paths(layout: str, label: int, scene: int, patch: int) -> tuple[str, str]:
+  """The SAR and optical paths, relative to the set's folder, of a pair of class CLASSES[label] in `layout`."""
+  if layout == "original":
+    folder = f"{_ROI}_{pairs_lib.SEASONS[label]}"
+    stem = f"{folder}/s{{0}}_{scene}/{folder}_s{{0}}_{scene}_p{patch}.png"
+    return stem.format(1), stem.format(2)
+  if layout == "same-name":
+    name = f"{CLASSES[label]}_{scene}_p{patch}.png"
+    return f"{CLASSES[label]}/A/{name}", f"{CLASSES[label]}/B/{name}"
+  stem = f"{CLASSES[label]}/s{{0}}/{_ROI}_{_SEASON}_s{{0}}_{scene}_p{patch}.png"
+  return stem.format(1), stem.format(2)
+
+
+def _readme(seed: int, pairs_per_class: int, size: int, layout: str) -> str:
   """Text of the README.md written next to the demo images."""
   total = pairs_per_class * len(CLASSES)
-  stem = f"{_ROI}_{_SEASON}_s{{}}_<scene>_p<patch>.png"
+  sar, optical = pair_paths(layout, 0, 1, 1)
   return f"""{_README_TITLE}
 
 Every image in this folder is SYNTHETIC. None of it is Sentinel-1 or Sentinel-2 data.
@@ -297,21 +321,22 @@ Scores measured on this data (L1, PSNR, SSIM, FID, ...) mean nothing about real
 SAR-to-optical translation. Use it only to check that training, evaluation and
 inference run end to end.
 
-Layout, as in the Kaggle SEN1-2 set, for the classes {", ".join(CLASSES)}:
-`<class>/s1/{stem.format(1)}` (grey SAR backscatter, [-25, 0] dB scaled to 0..255)
-and its twin `<class>/s2/{stem.format(2)}` (RGB).
+Layout ({layout}), for the classes {", ".join(CLASSES)}: e.g. `{sar}` (grey SAR backscatter,
+[-25, 0] dB scaled to 0..255) and its twin `{optical}` (RGB).
 """
 
 
 def generate(output_dir: str | pathlib.Path, *, pairs_per_class: int = 24, size: int = 256,
-             seed: int = 0) -> int:
+             seed: int = 0, layout: str = "kaggle") -> int:
   """Writes the synthetic demo set to `output_dir` and returns the number of pairs written.
 
   Raises:
     DataError: `output_dir` is a file, cannot be created, or is a non-empty directory that
       is not a previous demo set.
-    ConfigError: `pairs_per_class`, `size` or `seed` is out of range.
+    ConfigError: `pairs_per_class`, `size` or `seed` is out of range, or `layout` not one of LAYOUTS.
   """
+  if layout not in LAYOUTS:
+    raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
   if pairs_per_class < 1:
     raise ConfigError(f"pairs_per_class must be >= 1, got {pairs_per_class}")
   if size < 32:
@@ -322,20 +347,17 @@ def generate(output_dir: str | pathlib.Path, *, pairs_per_class: int = 24, size:
   _prepare(out)
   scenes = -(-pairs_per_class // _PATCHES_PER_SCENE)
   for c, name in enumerate(CLASSES):
-    for sensor in ("s1", "s2"):
-      (out / name / sensor).mkdir(parents=True, exist_ok=True)
     for k in range(pairs_per_class):
       scene, patch = c * scenes + k % scenes + 1, k // scenes + 1
       rng = np.random.default_rng([seed, c, scene, patch])
       rgb, sigma_db = _RENDERERS[name](np.random.default_rng([seed, c, scene]), rng, size)
-      stem = f"{_ROI}_{_SEASON}_s{{}}_{scene}_p{patch}.png"
-      Image.fromarray(_sar_u8(rng, sigma_db)).save(
-          out / name / "s1" / stem.format(1), compress_level=1)
-      Image.fromarray(_optical_u8(rng, rgb)).save(
-          out / name / "s2" / stem.format(2), compress_level=1)
-  (out / "README.md").write_text(_readme(seed, pairs_per_class, size))
+      sar, optical = (out / path for path in pair_paths(layout, c, scene, patch))
+      for path, pixels in ((sar, _sar_u8(rng, sigma_db)), (optical, _optical_u8(rng, rgb))):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(path, compress_level=1)
+  (out / "README.md").write_text(_readme(seed, pairs_per_class, size, layout))
   return pairs_per_class * len(CLASSES)
 
 
-if __name__ == "__main__":  # the command lives in sar2optical.commands.demo
-  runpy.run_module("sar2optical.commands.demo", run_name="__main__", alter_sys=True)
+if __name__ == "__main__":  # the command lives in sar2optical.commands.demo_data
+  runpy.run_module("sar2optical.commands.demo_data", run_name="__main__", alter_sys=True)

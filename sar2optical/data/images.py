@@ -4,11 +4,14 @@ OpenCV decodes PNGs stored in the wanted mode (8-bit grey or RGB, as SEN1-2's), 
 Pillow; other 8-bit images (other formats, palette, grey for RGB or RGB for grey) go through
 Pillow's conversion. PNG is lossless, so both give the same pixels. Images with more than 8 bits
 or with an alpha channel are refused, naming the file: converting them would clip or drop data.
+So are images declaring more pixels than Pillow's `PIL.Image.MAX_IMAGE_PIXELS` (89.5 million unless
+set otherwise), before anything is decoded: a few kilobytes of PNG can declare gigabytes of pixels.
 """
 
 import io
 import os
 import pathlib
+import struct
 
 import cv2
 import numpy as np
@@ -47,6 +50,8 @@ def decode_image(data: bytes, mode: str, name: str) -> np.ndarray:
   if mode not in _CHANNELS:
     raise ValueError(f"mode must be one of {sorted(_CHANNELS)}, got {mode!r}")
   is_png = data.startswith(_PNG_SIGNATURE)
+  if is_png and len(data) >= 24:  # IHDR, always first: width and height at bytes 16-24
+    check_pixels(*struct.unpack(">II", data[16:24]), name)
   image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if is_png else None
   if image is not None:
     _refuse(name, bits=8 * image.dtype.itemsize, alpha=image.ndim == 3 and image.shape[2] in (2, 4))
@@ -55,6 +60,15 @@ def decode_image(data: bytes, mode: str, name: str) -> np.ndarray:
     if mode == "RGB" and image.ndim == 3 and image.shape[2] == 3:
       return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
   return _decode_with_pillow(data, mode, name)
+
+
+def check_pixels(width: int, height: int, name: str) -> None:
+  """DataError naming `name` when an image declares more than `PIL.Image.MAX_IMAGE_PIXELS` pixels."""
+  limit = Image.MAX_IMAGE_PIXELS
+  if limit and width * height > limit:
+    raise DataError(f"image {name} declares {width}x{height} pixels, more than the {limit} that PNG and JPEG "
+                    "files may have here (PIL.Image.MAX_IMAGE_PIXELS): they are decoded whole; a tiled GeoTIFF "
+                    "of any size is read in windows")
 
 
 def resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -102,11 +116,12 @@ def _decode_with_pillow(data: bytes, mode: str, name: str) -> np.ndarray:
   """Fully decodes `data` with Pillow and converts it to `mode`; DataError naming `name` if it cannot."""
   try:
     with Image.open(io.BytesIO(data)) as image:
+      check_pixels(*image.size, name)
       image.load()
       bits = 8 if image.mode in _EIGHT_BIT_MODES else 32 if image.mode in ("I", "F") else 16
       alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
       converted = image.convert(mode)
-  except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+  except (Image.UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as error:
     raise DataError(f"cannot decode image {name}: {error}") from None
   _refuse(name, bits=bits, alpha=alpha)
   return np.asarray(converted, dtype=np.uint8).reshape(converted.height, converted.width, _CHANNELS[mode])

@@ -79,7 +79,8 @@ def _folder(data: ml_collections.ConfigDict, workdir: pathlib.Path, seed: int, r
   if not data.root:
     raise ConfigError("config.data.root: not set; point it at a SEN1-2 folder (or pass --data_root)")
   root = pathlib.Path(data.root).expanduser().resolve()
-  all_pairs = pairs_lib.find_pairs(root)
+  all_pairs = pairs_lib.find_pairs(root, data.get("scene_pattern", ""),
+                                   pairs_lib.parse_seasons(data.get("seasons", ""), "config.data.seasons"))
   recorded = workdir / SPLIT_FILE
   if not record:
     split = splits.read_split(recorded) if recorded.exists() else None

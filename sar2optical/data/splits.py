@@ -13,6 +13,8 @@ import os
 import pathlib
 import random
 
+from absl import logging
+
 from sar2optical.data.pairs import Pair
 from sar2optical.errors import DataError
 
@@ -26,9 +28,10 @@ def make_split(
 ) -> dict:
   """Splits pairs into train/val/test so that no scene is in two splits, stratified by class.
 
-  Each scene goes whole to one split (a pair whose name carries no scene is its own group). The
-  scenes are placed so that each class's share of each split comes as close to `fractions` as
-  whole scenes allow, and every split gets at least one scene; `split_counts` tells how close.
+  Each scene goes whole to one split (a pair whose name carries no scene is its own group, with a
+  warning that the split may leak). The scenes are placed so that each class's share of each split
+  comes as close to `fractions` as whole scenes allow, and every split gets at least one scene;
+  `split_counts` tells how close.
 
   Args:
     pairs: the pairs to split, e.g. from `find_pairs`.
@@ -40,6 +43,12 @@ def make_split(
   """
   _check_fractions(fractions)
   groups = scene_groups(pairs)
+  without_scene = sum(pair.scene is None for pair in pairs)
+  if without_scene:
+    logging.warning("%d of %d pairs carry no scene id in their file names: each is a group of its own, so patches "
+                    "of one scene may land in two splits and leak into evaluation; set a regex with a `scene` group "
+                    "(config.data.scene_pattern, --scene_pattern) that finds the scene in the names", without_scene,
+                    len(pairs))
   if len(groups) < len(SPLIT_NAMES):
     raise DataError(
         f"cannot make disjoint train/val/test splits from {len(groups)} scenes: "

@@ -10,7 +10,10 @@ export for several platforms carries each platform's form (resolved when it is c
            per-tap weight-gradient products, the transposed conv by one product or one sub-pixel
            conv. Measured several times faster on XLA:CPU than its own convolutions.
   default  XLA's convolutions (`lax.conv_general_dilated`, `lax.conv_transpose`; cuDNN on GPUs,
-           the TPU compiler), differentiated by JAX.
+           the TPU compiler), differentiated by JAX. `conv_transpose4x4(accelerator_form="subpixel")`
+           puts the sub-pixel form (one stride-1 convolution with 4× the outputs, then
+           depth-to-space, also differentiated by JAX) in place of `lax.conv_transpose` there;
+           `bench/gpu_speed.py --forms` measures the two on a GPU.
 
 Invariants: every form computes the same function and gradient (within float error); the CPU
 form is chosen from static shapes only (a symbolic `jax.export` batch counts as large), so a
@@ -25,6 +28,8 @@ import jax.numpy as jnp
 
 Padding = tuple[tuple[int, int], tuple[int, int]]
 TransposeForm = Literal["auto", "matmul", "subpixel"]
+#: The transposed convolution off the CPU: XLA's input-dilated `lax.conv_transpose`, or the sub-pixel form.
+AcceleratorForm = Literal["dilated", "subpixel"]
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -40,14 +45,15 @@ def conv(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> jax.
                                     default=lambda x, k: _lax_conv(x, k, stride, padding))
 
 
-def conv_transpose4x4(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def conv_transpose4x4(x: jax.Array, kernel: jax.Array, accelerator_form: AcceleratorForm = "dilated") -> jax.Array:
   """PyTorch's ConvTranspose2d(4, stride 2, padding 1) on NHWC; `kernel` is (kh, kw, out, in).
 
   (B, H, W, in) → (B, 2H, 2W, out). Input pixel (m, n) adds x·kernel[ky, kx] to output pixel
-  (2m - 1 + ky, 2n - 1 + kx).
+  (2m - 1 + ky, 2n - 1 + kx). `accelerator_form` is the form off the CPU (GPUs, TPUs); the CPU
+  always gets its own forms.
   """
-  return jax.lax.platform_dependent(x, kernel, cpu=lambda x, k: _cpu_conv_transpose4x4(x, k),
-                                    default=_lax_conv_transpose4x4)
+  accelerator = _lax_conv_transpose4x4 if accelerator_form == "dilated" else _subpixel_conv_transpose4x4
+  return jax.lax.platform_dependent(x, kernel, cpu=lambda x, k: _cpu_conv_transpose4x4(x, k), default=accelerator)
 
 
 # The reference forms: XLA's convolutions with JAX's gradients.
@@ -59,6 +65,11 @@ def _lax_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) ->
 def _lax_conv_transpose4x4(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """The input-dilated `lax.conv_transpose` ("dilated"): PyTorch padding p is lax padding k - 1 - p."""
   return jax.lax.conv_transpose(x, kernel, (2, 2), symmetric(2), dimension_numbers=_DIMS, transpose_kernel=True)
+
+
+def _subpixel_conv_transpose4x4(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """The sub-pixel form (`_transpose_by_subpixel`) differentiated by JAX: XLA's convolution gradients."""
+  return _interleave(_transpose_by_subpixel(x, kernel))
 
 
 # The CPU forms. `conv` and `conv_transpose4x4` look these names up when they trace.
@@ -197,12 +208,14 @@ def _conv_transpose4x4_forms(x: jax.Array, kernel: jax.Array, method: TransposeF
   two by `_transpose_as_product`. The backward pass (shared) computes the input gradient as the
   stride-2 convolution with the kernel as stored, and the kernel gradient as one product per tap.
   """
-  b, h, w, _ = x.shape
-  features = kernel.shape[2]
   if method == "matmul" or (method == "auto" and _transpose_as_product(x)):
-    phases = _transpose_by_matmul(x, kernel)
-  else:
-    phases = _transpose_by_subpixel(x, kernel)
+    return _interleave(_transpose_by_matmul(x, kernel))
+  return _interleave(_transpose_by_subpixel(x, kernel))
+
+
+def _interleave(phases: list[list[jax.Array]]) -> jax.Array:
+  """Depth-to-space of the four output phases: [a][c] (B, H, W, C) becomes pixels (2m + a, 2n + c)."""
+  b, h, w, features = phases[0][0].shape
   out = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # (B, H, 2, W, 2, C)
   return out.reshape(b, 2 * h, 2 * w, features)
 

@@ -12,7 +12,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from sar2optical import checkpoint, configuration, paths
+from sar2optical import checkpoint, configuration, paths, workdir_lock
 from sar2optical.data import pipeline, resolve
 from sar2optical.data.augment import Augmentation
 from sar2optical.metric_writer import MetricWriter
@@ -32,11 +32,21 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Tra
   """Trains until `config.num_train_steps`, resuming from the latest checkpoint in `workdir`.
 
   Raises TrainingDiverged when a loss or gradient becomes NaN or Inf (nothing from that step on is
-  saved) and StoppedBySignal after saving the current step on SIGTERM or SIGINT.
+  saved), StoppedBySignal after saving the current step on SIGTERM or SIGINT, WorkdirInUse when
+  another run trains in `workdir` (process 0 holds `workdir_lock` for the run) and DiskFull when a
+  write fails for want of space (the checkpoints committed before stay).
   """
   mesh = make_mesh()
   configuration.validate(config, num_data_shards=mesh.size)
   workdir = paths.writable_directory(workdir, "the workdir")
+  remedy = "free space there and run the same command again: it resumes from the last checkpoint"
+  with paths.disk_full_reported(workdir, lambda: checkpoint.latest_bytes(workdir), remedy), \
+       workdir_lock.held(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+    return _train(config, workdir, mesh)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: jax.sharding.Mesh) -> TrainState:
+  """`train` in a checked workdir that this run holds."""
   run_data = resolve.resolve(config.data, workdir, seed=config.seed, record=True)
   train_source = run_data.source("train")
   val_source = run_data.source("val") if run_data.size("val") else None  # a build may have no val split
