@@ -36,16 +36,20 @@ OPTIONS = {  # name: (config file, overrides on top of it)
     "few_scenes": ("configs/pix2pix.py:few_scenes", {}),
 }
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Holds one crossval workdir per option.", required=True)
-_DATA_ROOT = flags.DEFINE_string("data_root", str(REPO.parent / "shared" / "data" / "sen1-2"), "The pairs.")
-_NAMES = flags.DEFINE_list("options", list(OPTIONS), f"Options to run, in order, of: {', '.join(OPTIONS)}.")
-_STEPS = flags.DEFINE_integer("steps", 300, "Training steps per fold.")
+
+
+def define_flags() -> None:
+  """The command's flags, defined when it runs (bench/recipe_cost.py imports OPTIONS from here)."""
+  flags.DEFINE_string("workdir", None, "Holds one crossval workdir per option.", required=True)
+  flags.DEFINE_string("data_root", str(REPO.parent / "shared" / "data" / "sen1-2"), "The pairs.")
+  flags.DEFINE_list("options", list(OPTIONS), f"Options to run, in order, of: {', '.join(OPTIONS)}.")
+  flags.DEFINE_integer("steps", 300, "Training steps per fold.")
 
 
 def run_option(name: str, workdir: pathlib.Path) -> dict:
   """Runs (or resumes) one option's cross-validation; returns its crossval.json."""
   config, overrides = OPTIONS[name]
-  fields = {**BUDGET, "num_train_steps": _STEPS.value, "data.root": _DATA_ROOT.value, **overrides}
+  fields = {**BUDGET, "num_train_steps": flags.FLAGS.steps, "data.root": flags.FLAGS.data_root, **overrides}
   command = [sys.executable, "-m", "sar2optical.crossval", f"--config={config}", f"--workdir={workdir}", *(f"--config.{field}={value}" for field, value in fields.items())]
   subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
   return json.loads((workdir / "crossval.json").read_text())
@@ -73,9 +77,10 @@ def summary(result: dict, original: dict | None) -> dict:
 
 def main(argv: list[str]) -> None:
   del argv
-  root = pathlib.Path(_WORKDIR.value).expanduser().resolve()
-  results, report = {}, {"budget": {**BUDGET, "num_train_steps": _STEPS.value}, "data_root": _DATA_ROOT.value}
-  for name in _NAMES.value:
+  values = flags.FLAGS
+  root = pathlib.Path(values.workdir).expanduser().resolve()
+  results, report = {}, {"budget": {**BUDGET, "num_train_steps": values.steps}, "data_root": values.data_root}
+  for name in values.options:
     results[name] = run_option(name, root / name)
     report[name] = summary(results[name], results.get("original"))
     report[name]["steps_per_second"] = steps_per_second(root / name)
@@ -87,4 +92,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
