@@ -258,7 +258,8 @@ def write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> No
 
 
 def config_from_metadata(metadata: dict[str, Any]) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(metadata["config"])
+  """The checkpoint's config; fields added since it was written have their defaults (the original's behaviour)."""
+  return configuration.with_defaults(metadata["config"])
 
 
 def initialise_from(workdir: str | pathlib.Path, state: Any, config: ml_collections.ConfigDict) -> tuple[Any, int]:
@@ -283,4 +284,4 @@ def initialise_from(workdir: str | pathlib.Path, state: Any, config: ml_collecti
   finally:
     checkpoints.close()
   return state.replace(g_params=source.g_params, g_stats=source.g_stats, d_params=source.d_params,
-                       d_stats=source.d_stats), step
+                       d_stats=source.d_stats, g_ema=source.g_ema), step

@@ -1,8 +1,10 @@
 """The training config: its fields and defaults, and checks that run before anything compiles and name the field."""
 
+from typing import Any
+
 import ml_collections
 
-from sar2optical import models
+from sar2optical import losses, models
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.errors import ConfigError
 
@@ -14,11 +16,17 @@ CHOICES = {
     "model.disc": ("patch", "pixel"),
     "model.dtype": ("float32", "bfloat16"),
     "schedule.name": ("constant", "linear_decay"),
+    "loss.gan": losses.GAN_LOSSES,
+    "model.disc_scales": (1, 2, 3),
+    "model.disc_spectral_norm": (False, True),
 }
-#: The fields that fix the networks' variables: a checkpoint fits a config only if these agree.
-NETWORK_FIELDS = ("model.in_channels", "model.levels", "model.upsampling", "model.disc", "model.disc_layers")
+#: The fields that fix the state's variables: a checkpoint fits a config only if these agree.
+NETWORK_FIELDS = ("model.in_channels", "model.levels", "model.upsampling", "model.disc", "model.disc_layers",
+                  "model.disc_scales", "model.disc_spectral_norm", "model.ema_decay")
 POSITIVE_INTS = ("image_size", "batch_size", "num_train_steps", "log_every_steps", "checkpoint_every_steps",
                  "sample_every_steps", "keep_checkpoints", "model.levels", "model.disc_layers", "eval_batch_size")
+#: Options beyond the original that only the PatchGAN has (the pixel D keeps the original's form).
+PATCH_ONLY = {"model.disc_scales": 1, "model.disc_spectral_norm": False, "loss.lambda_feat_match": 0.0}
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -54,9 +62,15 @@ def default_config() -> ml_collections.ConfigDict:
   config.model.disc = "patch"  # patch | pixel
   config.model.disc_layers = 3
   config.model.dtype = "float32"  # computation dtype; bfloat16 for mixed precision (params, optimizer, losses stay float32)
+  # Beyond the original (these defaults are its behaviour; see the README's few-scene section):
+  config.model.disc_scales = 1  # PatchGANs on the input at 1, 1/2, 1/4 of its size (pix2pixHD: 2 or 3)
+  config.model.disc_spectral_norm = False  # spectral normalisation of every PatchGAN conv (Miyato et al. 2018)
+  config.model.ema_decay = 0.0  # > 0: eval/predict/export use an EMA of G's parameters and BatchNorm statistics
 
   config.loss = ml_collections.ConfigDict()
   config.loss.lambda_l1 = 100.0
+  config.loss.gan = "bce"  # bce (the original's) | lsgan | hinge
+  config.loss.lambda_feat_match = 0.0  # weight of pix2pixHD's discriminator feature-matching loss (it uses 10)
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.learning_rate = 2e-4
@@ -73,6 +87,13 @@ def default_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 16
   config.sample_every_steps = 1000
   config.keep_checkpoints = 3
+  return config
+
+
+def with_defaults(saved: dict[str, Any]) -> ml_collections.ConfigDict:
+  """The config `saved` (a dict), with the default of every field it lacks (one written by an earlier version)."""
+  config = default_config()
+  config.update(saved)
   return config
 
 
@@ -125,7 +146,7 @@ def validate(config: ml_collections.ConfigDict, num_data_shards: int = 1, *, req
   for name, choices in CHOICES.items():
     value = field(config, name)
     if value not in choices:
-      raise ConfigError(f"config.{name}: must be one of {', '.join(choices)}; got {value!r}")
+      raise ConfigError(f"config.{name}: must be one of {', '.join(map(str, choices))}; got {value!r}")
   if require_data_root and field(config, "data.source") == "folder" and not field(config, "data.root"):
     raise ConfigError("config.data.root: not set; point it at a SEN1-2 folder (Kaggle layout <class>/s1, <class>/s2),"
                       " e.g. --config.data.root=/path/to/v_2")
@@ -154,7 +175,18 @@ def validate(config: ml_collections.ConfigDict, num_data_shards: int = 1, *, req
   if config.batch_size % num_data_shards:
     raise ConfigError(f"config.batch_size: {config.batch_size} is not divisible by the {num_data_shards} devices "
                       "the batch is sharded over")
-  for name in ("optimizer.learning_rate", "loss.lambda_l1"):
+  if config.model.disc != "patch":
+    for name, original in PATCH_ONLY.items():
+      if field(config, name) != original:
+        raise ConfigError(f"config.{name}: needs model.disc=patch (the pixel discriminator has no such option); "
+                          f"got {field(config, name)!r} with model.disc={config.model.disc!r}")
+  smallest = config.image_size // 2**(config.model.disc_scales - 1)
+  if config.model.disc == "patch" and models.patch_logits_size(smallest, config.model.disc_layers) < 1:
+    raise ConfigError(f"config.model.disc_scales: {config.model.disc_scales} scales leave the smallest PatchGAN "
+                      f"({smallest}² input, {config.model.disc_layers} layers) no output")
+  if not 0.0 <= config.model.ema_decay < 1.0:
+    raise ConfigError(f"config.model.ema_decay: must be in [0, 1) (0: no average), got {config.model.ema_decay!r}")
+  for name in ("optimizer.learning_rate", "loss.lambda_l1", "loss.lambda_feat_match"):
     if not field(config, name) >= 0:
       raise ConfigError(f"config.{name}: must be non-negative, got {field(config, name)!r}")
   for name in ("optimizer.b1", "optimizer.b2"):

@@ -4,6 +4,12 @@ Layout is NHWC. Module names mirror the PyTorch state_dict (`enc1` ↔ `encoder.
 `decoder.dec3`, `head`, discriminator `block0` ↔ `model.model.0`), so `pytorch.weights` maps one onto
 the other by name. Nothing here knows about data, training or checkpoints, nor how a convolution is
 computed: `Conv` and `ConvTranspose4x4` call `sar2optical.ops.conv`, which picks the form per platform.
+
+Beyond the original (each off by default, and then absent from the variables): spectral
+normalisation of the PatchGAN's convolutions (Miyato et al. 2018; its power-iteration vectors live in
+`batch_stats` beside BatchNorm's, so they are saved and threaded like them), and several PatchGANs
+on the input at 1, 1/2, 1/4 of its size (`MultiScaleDiscriminator`, pix2pixHD of Wang et al. 2018).
+Every PatchGAN block sows its output in the `intermediates` collection, read by the feature-matching loss.
 """
 
 from collections.abc import Sequence
@@ -81,16 +87,23 @@ class BatchNorm(nn.Module):
     return ((x - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias).astype(dtype)
 
 
+def conv_layer(conv: "Conv", x: jax.Array, spectral_norm: bool, train: bool) -> jax.Array:
+  """`conv(x)`, with its kernel divided by its spectral norm (one power iteration, updated in training) if asked."""
+  return nn.SpectralNorm(conv)(x, update_stats=train) if spectral_norm else conv(x)
+
+
 class DownBlock(nn.Module):
   """Conv 4×4 (stride 2, pad 1) → [BatchNorm] → LeakyReLU(0.2); the conv has a bias only without norm."""
   features: int
   use_norm: bool = True
   stride: int = 2
   dtype: Dtype = jnp.float32
+  spectral_norm: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = Conv(self.features, 4, self.stride, use_bias=not self.use_norm, dtype=self.dtype, name="conv")(x)
+    conv = Conv(self.features, 4, self.stride, use_bias=not self.use_norm, dtype=self.dtype, name="conv")
+    x = conv_layer(conv, x, self.spectral_norm, train)
     if self.use_norm:
       x = BatchNorm(name="norm")(x, train)
     return nn.leaky_relu(x, 0.2)
@@ -176,22 +189,47 @@ class UNetGenerator(nn.Module):
 class PatchDiscriminator(nn.Module):
   """PatchGAN on concat(SAR, optical): C64 (no norm) C128 C256 … C512 (stride 1) → Conv 4×4 to logits.
 
-  With `layers=3` this is the 70×70 PatchGAN: 30×30 logits at 256². Logits are float32.
+  With `layers=3` this is the 70×70 PatchGAN: 30×30 logits at 256². Logits are float32. Each
+  block n's output is sown as `intermediates/features<n>` (kept only when that collection is mutable).
   """
   layers: int = 3
   features: int = 64
   dtype: Dtype = jnp.float32
+  spectral_norm: bool = False
 
   @nn.compact
   def __call__(self, sar: jax.Array, optical: jax.Array, train: bool) -> jax.Array:
     x = jnp.concatenate([sar, optical], axis=-1)
-    x = DownBlock(self.features, use_norm=False, dtype=self.dtype, name="block0")(x, train)
-    for n in range(1, self.layers):
-      x = DownBlock(self.features * min(2**n, 8), dtype=self.dtype, name=f"block{n}")(x, train)
-    x = DownBlock(self.features * min(2**self.layers, 8), stride=1, dtype=self.dtype,
-                  name=f"block{self.layers}")(x, train)
-    x = Conv(1, 4, dtype=self.dtype, name="final")(x)
+    widths = [self.features * min(2**n, 8) for n in range(self.layers + 1)]
+    for n, width in enumerate(widths):
+      x = DownBlock(width, use_norm=n > 0, stride=2 if n < self.layers else 1, dtype=self.dtype,
+                    spectral_norm=self.spectral_norm, name=f"block{n}")(x, train)
+      self.sow("intermediates", f"features{n}", x)
+    x = conv_layer(Conv(1, 4, dtype=self.dtype, name="final"), x, self.spectral_norm, train)
     return x.astype(jnp.float32)
+
+
+def half_size(x: jax.Array) -> jax.Array:
+  """pix2pixHD's downsampling between discriminator scales: AvgPool2d(3, stride 2, pad 1, count_include_pad=False)."""
+  return nn.avg_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), count_include_pad=False)
+
+
+class MultiScaleDiscriminator(nn.Module):
+  """`scales` PatchGANs (`scale0`, `scale1`, …), scale i on the input downsampled i times: a tuple of logits."""
+  scales: int = 2
+  layers: int = 3
+  dtype: Dtype = jnp.float32
+  spectral_norm: bool = False
+
+  @nn.compact
+  def __call__(self, sar: jax.Array, optical: jax.Array, train: bool) -> tuple[jax.Array, ...]:
+    logits = []
+    for i in range(self.scales):
+      if i:
+        sar, optical = half_size(sar), half_size(optical)
+      logits.append(PatchDiscriminator(self.layers, dtype=self.dtype, spectral_norm=self.spectral_norm,
+                                       name=f"scale{i}")(sar, optical, train))
+    return tuple(logits)
 
 
 class PixelDiscriminator(nn.Module):

@@ -24,6 +24,7 @@ Mode = Literal["eval", "train"]
 class TrainedGenerator:
   """The generator of one checkpoint in an explicit inference mode.
 
+  `g_params` and `g_stats` are the EMA of G's when the run kept one (`model.ema_decay` > 0).
   `eval`: running BatchNorm statistics, no dropout (the original SAR2Optical's default, and ours).
   `train`: batch statistics and dropout, as the pix2pix authors test; needs batches of ≥ 2 and
   uses a fixed dropout key, so results are reproducible for a given batch.
@@ -65,7 +66,11 @@ class TrainedGenerator:
 
 def load_checkpoint(workdir: str | pathlib.Path, step: str | int = "latest",
                     mode: Mode = "eval") -> tuple[TrainedGenerator, state_lib.TrainState]:
-  """The generator of `step` ('latest' or a number) and the whole TrainState it was restored from."""
+  """The generator of `step` ('latest' or a number) and the whole TrainState it was restored from.
+
+  The generator's variables are the state's `inference_variables`: the EMA of G when the run kept one
+  (its config's `model.ema_decay` > 0, saved in the checkpoint's metadata), else G's own.
+  """
   checkpoints = checkpoint.Checkpoints(workdir, create=False)
   try:
     step = checkpoints.resolve_step(step)
@@ -78,7 +83,7 @@ def load_checkpoint(workdir: str | pathlib.Path, step: str | int = "latest",
     state = checkpoints.restore(step, abstract)
   finally:
     checkpoints.close()
-  return TrainedGenerator(config, pixels, step, recipe, state.g_params, state.g_stats, mode), state
+  return TrainedGenerator(config, pixels, step, recipe, *state_lib.inference_variables(state), mode), state
 
 
 def load_generator(workdir: str | pathlib.Path, step: str | int = "latest", mode: Mode = "eval") -> TrainedGenerator:

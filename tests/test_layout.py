@@ -55,8 +55,8 @@ def test_every_module_the_architecture_section_names_exists():
 
 
 @pytest.mark.parametrize("module, name", [
-    ("sar2optical.convert", "convert"), ("sar2optical.export", "export"), ("sar2optical.data.split", "split"),
-    ("sar2optical.data.check", "check"), ("sar2optical.data.build_tfds", "build_tfds"),
+    ("sar2optical.convert", "convert"), ("sar2optical.export", "export"), ("sar2optical.crossval", "crossval"),
+    ("sar2optical.data.split", "split"), ("sar2optical.data.check", "check"), ("sar2optical.data.build_tfds", "build_tfds"),
     ("sar2optical.data.demo", "demo_data"), ("sar2optical.demo", "demo")])
 def test_documented_module_commands_still_run(module, name):
   """`python -m OLD.PATH --helpfull` lists the flags the command module in sar2optical/commands/ defines (absl exits 1)."""

@@ -10,6 +10,7 @@
   sar2optical-build-tfds  python -m sar2optical.data.build_tfds  data.build_tfds.build
   sar2optical-demo-data   python -m sar2optical.data.demo  data.demo.generate
   sar2optical-demo        python -m sar2optical.demo       web_demo.serve (the [demo] extra)
+  sar2optical-crossval    python -m sar2optical.crossval   crossval.crossval (train + eval per held-out scene)
 
 Import one command module per process: train, eval and predict define their flags on import, the others when run.
 """

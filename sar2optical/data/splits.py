@@ -42,9 +42,7 @@ def make_split(
     `{"data": {"train": [...], "val": [...], "test": [...]}}` with sorted s1 paths.
   """
   _check_fractions(fractions)
-  groups = collections.defaultdict(list)
-  for pair in pairs:
-    groups[pair.scene or pair.s1].append(pair)
+  groups = scene_groups(pairs)
   without_scene = sum(pair.scene is None for pair in pairs)
   if without_scene:
     logging.warning("%d of %d pairs carry no scene id in their file names: each is a group of its own, so patches "
@@ -59,6 +57,14 @@ def make_split(
   targets = {name: {label: fraction * size for label, size in sizes.items()}
              for name, fraction in zip(SPLIT_NAMES, fractions)}
   return _assign_groups(groups, targets, seed)
+
+
+def scene_groups(pairs: Sequence[Pair]) -> dict[str, list[Pair]]:
+  """{scene id: its pairs}, in the order of `pairs`; a pair whose name carries no scene is its own group (its s1 path)."""
+  groups = collections.defaultdict(list)
+  for pair in pairs:
+    groups[pair.scene or pair.s1].append(pair)
+  return dict(groups)
 
 
 def make_patch_split(

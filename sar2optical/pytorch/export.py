@@ -10,14 +10,15 @@ checkpoint's step), so the original's networks take them with `load_state_dict(s
 `sar2optical.convert` reads either file back into the same variables, bitwise. The safetensors'
 metadata hold `format: pt` and, under `sar2optical`, the step, image size, channels, pixel mapping and
 model fields. Writing `.pth` needs torch: without it the safetensors are written and the error says so.
-A run with the pixel discriminator, which has no counterpart among the original's names here, exports
-the generator only.
+A run with a discriminator the original has no names for (the pixel one, several scales, spectral
+norm) exports the generator only, saying why. A run that keeps an EMA of G exports the average as `gen`.
 """
 
 import collections
 import json
 import pathlib
 
+import ml_collections
 import numpy as np
 import safetensors.numpy
 from absl import logging
@@ -33,19 +34,28 @@ StateDict = dict[str, np.ndarray]
 def state_dicts(workdir: str | pathlib.Path, step: str | int = "latest") -> tuple[TrainedGenerator, dict[str, StateDict]]:
   """The generator of `step` and the original's state_dicts of its networks: {"gen": ..., "disc": ...}.
 
-  "disc" is absent for the pixel discriminator.
+  "disc" is absent for a discriminator the original has no names for (`discriminator_unlike_original`).
   """
   generator, state = load_checkpoint(workdir, step)
   model = generator.config.model
-  result = {"gen": weights.to_torch({"params": state.g_params, "batch_stats": state.g_stats},
+  result = {"gen": weights.to_torch({"params": generator.g_params, "batch_stats": generator.g_stats},
                                     batches_tracked=generator.step)}
-  if model.disc == "patch":
+  unlike_original = discriminator_unlike_original(model)
+  if unlike_original:
+    logging.warning("The discriminator (%s) has no state_dict names of the original's: exporting the generator only",
+                    unlike_original)
+  else:
     result["disc"] = weights.to_torch({"params": state.d_params, "batch_stats": state.d_stats}, model.disc_layers,
                                       generator.step)
-  else:
-    logging.warning("The %s discriminator has no state_dict names of the original's: exporting the generator only",
-                    model.disc)
   return generator, result
+
+
+def discriminator_unlike_original(model: ml_collections.ConfigDict) -> str:
+  """What makes the discriminator of `model` (a config's fields) one the original has no names for; "" if none."""
+  differences = [f"model.disc={model.disc}" if model.disc != "patch" else "",
+                 f"model.disc_scales={model.disc_scales}" if model.disc_scales != 1 else "",
+                 "model.disc_spectral_norm" if model.disc_spectral_norm else ""]
+  return ", ".join(d for d in differences if d)
 
 
 def _save_pth(state_dict: StateDict, path: pathlib.Path) -> None:

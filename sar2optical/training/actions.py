@@ -4,6 +4,7 @@
                  to the log, metrics.jsonl and TensorBoard; the compile time of the first step
   SampleGrids    every `sample_every_steps` and at the end: SAR | generated | target of a few pairs
   Validation     every `eval_every_steps`: the validation split scored in eval mode
+  (both with the generator eval and predict use: G's EMA when the run keeps one)
   Checkpointing  every `checkpoint_every_steps`, after each validation (competing for best), at the
                  end, and when a stop was requested
 
@@ -28,7 +29,7 @@ from sar2optical.metric_writer import MetricWriter, pair_grid
 from sar2optical.scoring import Evaluator
 from sar2optical.training.mesh import local_copy
 from sar2optical.training.recipe import Recipe, learning_rate_schedule
-from sar2optical.training.state import TrainState
+from sar2optical.training.state import TrainState, inference_variables
 from sar2optical.training.step import jit_generate
 
 SAMPLE_PAIRS = 4
@@ -114,7 +115,7 @@ class SampleGrids:
     if self.samples is None or not due(step, self.config.sample_every_steps, self.config.num_train_steps):
       return
     sar, optical = self.samples["sar"], self.samples["optical"]
-    fake = self.generate(local_copy(state.g_params), local_copy(state.g_stats), sar)
+    fake = self.generate(*local_copy(inference_variables(state)), sar)
     self.writer.write_image(step, "samples", pair_grid(zip(sar, self.recipe.pixels.to_uint8(fake), optical)))
 
 
@@ -147,7 +148,7 @@ class Validation:
     if step % self.every:
       return None
     check_finite(state, self.checkpoints)
-    scores = self.evaluator.score(local_copy(state.g_params), local_copy(state.g_stats), self.source)
+    scores = self.evaluator.score(*local_copy(inference_variables(state)), self.source)
     overall = metrics.summarize(scores.model)
     logging.info("step %d validation (%d pairs): PSNR %.3f  SSIM %.4f  MAE %.4f  RMSE %.4f", step, len(self.source),
                  *(overall[m]["mean"] for m in metrics.METRICS))

@@ -1,4 +1,5 @@
-"""The recipe of a Pix2Pix run: its networks, optimizers, L1 weight and pixel mapping, made from a config.
+"""The recipe of a Pix2Pix run: its networks, optimizers, losses and their weights, the generator's
+weight average and the pixel mapping, made from a config.
 
 Everything static about training lives in one `Recipe`; the arrays that change live in `TrainState`.
 """
@@ -10,7 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import optax
 
-from sar2optical import models
+from sar2optical import losses, models
 from sar2optical.pixels import PixelSpec
 
 if TYPE_CHECKING:  # configs are ml_collections.ConfigDicts; read by attribute only, so not imported here
@@ -21,13 +22,20 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-  """The static parts of training: networks, optimizers, loss weight and pixel mapping."""
+  """The static parts of training: networks, optimizers, losses and weights, EMA decay and pixel mapping.
+
+  The original's recipe: `gan_loss` "bce", `lambda_feat_match` 0 (no feature matching), `ema_decay`
+  0 (no average of G's weights: the state's `g_ema` is None).
+  """
   generator: nn.Module
   discriminator: nn.Module
   g_optimizer: optax.GradientTransformation
   d_optimizer: optax.GradientTransformation
   lambda_l1: float
   pixels: PixelSpec
+  gan_loss: losses.GanLoss = "bce"
+  lambda_feat_match: float = 0.0
+  ema_decay: float = 0.0
 
 
 def make_generator(model_config: "ml_collections.ConfigDict") -> models.UNetGenerator:
@@ -36,10 +44,15 @@ def make_generator(model_config: "ml_collections.ConfigDict") -> models.UNetGene
 
 
 def make_discriminator(model_config: "ml_collections.ConfigDict") -> nn.Module:
+  """The pixel D, the original's PatchGAN, or (`disc_scales` > 1) pix2pixHD's multi-scale PatchGANs."""
   dtype = COMPUTE_DTYPES[model_config.dtype]
   if model_config.disc == "pixel":
     return models.PixelDiscriminator(dtype=dtype)
-  return models.PatchDiscriminator(layers=model_config.disc_layers, dtype=dtype)
+  if model_config.disc_scales > 1:
+    return models.MultiScaleDiscriminator(model_config.disc_scales, model_config.disc_layers, dtype,
+                                          model_config.disc_spectral_norm)
+  return models.PatchDiscriminator(layers=model_config.disc_layers, dtype=dtype,
+                                   spectral_norm=model_config.disc_spectral_norm)
 
 
 def learning_rate_schedule(config: "ml_collections.ConfigDict") -> optax.Schedule:
@@ -54,8 +67,9 @@ def learning_rate_schedule(config: "ml_collections.ConfigDict") -> optax.Schedul
 
 
 def make_recipe(config: "ml_collections.ConfigDict", pixels: PixelSpec) -> Recipe:
-  """The networks of `config.model`, one Adam per network (the original's), `config.loss.lambda_l1`."""
+  """The networks of `config.model`, one Adam per network (the original's), the losses of `config.loss`."""
   def adam():
     return optax.adam(learning_rate_schedule(config), b1=config.optimizer.b1, b2=config.optimizer.b2, eps=1e-8)
   return Recipe(make_generator(config.model), make_discriminator(config.model), adam(), adam(),
-                float(config.loss.lambda_l1), pixels)
+                float(config.loss.lambda_l1), pixels, config.loss.gan, float(config.loss.lambda_feat_match),
+                float(config.model.ema_decay))

@@ -1,4 +1,5 @@
-"""The training state: both networks, their BatchNorm statistics, optimizers, RNG and the NaN/Inf flag.
+"""The training state: both networks, their BatchNorm statistics, optimizers, RNG, the NaN/Inf flag and,
+when the recipe averages them, the generator's averaged variables.
 
 A fresh state follows the original's initialisation; `abstract_state` describes it for restoring a
 checkpoint onto any mesh.
@@ -30,10 +31,21 @@ class TrainState:
   # device so that checking it costs no host sync per step (the loop reads it at log and
   # checkpoint boundaries, and never saves a state where it is set).
   nonfinite_step: jax.Array
+  # With `recipe.ema_decay` > 0: {"params", "batch_stats"}, an exponential moving average of G's
+  # parameters and BatchNorm statistics, the generator that eval, predict and export use. None
+  # otherwise, and then absent from checkpoints (so those of earlier versions restore as they are).
+  g_ema: Any = None
+
+
+def inference_variables(state: TrainState) -> tuple[Any, Any]:
+  """(params, batch_stats) of the generator that eval, predict, export and validation use: the average if kept."""
+  if state.g_ema is None:
+    return state.g_params, state.g_stats
+  return state.g_ema["params"], state.g_ema["batch_stats"]
 
 
 def init_state(recipe: Recipe, rng: jax.Array, image_size: int, in_channels: int) -> TrainState:
-  """Fresh state: N(0, 0.02) conv kernels, N(1, 0.02) BatchNorm scales, zero biases."""
+  """Fresh state: N(0, 0.02) conv kernels, N(1, 0.02) BatchNorm scales, zero biases; the average starts as G."""
   g_key, d_key, rng = jax.random.split(rng, 3)
   sar = jnp.zeros((1, image_size, image_size, in_channels), jnp.float32)
   optical = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
@@ -45,7 +57,8 @@ def init_state(recipe: Recipe, rng: jax.Array, image_size: int, in_channels: int
       d_params=d_vars["params"], d_stats=d_vars.get("batch_stats", {}),
       g_opt_state=recipe.g_optimizer.init(g_vars["params"]),
       d_opt_state=recipe.d_optimizer.init(d_vars["params"]),
-      rng=rng, nonfinite_step=jnp.zeros((), jnp.int32))
+      rng=rng, nonfinite_step=jnp.zeros((), jnp.int32),
+      g_ema={"params": g_vars["params"], "batch_stats": g_vars.get("batch_stats", {})} if recipe.ema_decay else None)
 
 
 def create_state(recipe: Recipe, mesh: jax.sharding.Mesh, seed: int, image_size: int,

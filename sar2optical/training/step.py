@@ -6,6 +6,12 @@ real and fake calls threading D's statistics in that order; then G is updated on
 BCE(D'(x, fake), 1) + λ·L1(fake, y) against the updated D'. Everything is data-parallel (`mesh`): the
 batch is sharded over the `data` axis, the state is replicated and donated, BatchNorm sees the
 global batch.
+
+Beyond the original, by the recipe: the GAN loss kind (`losses`), summed over D's scales; the
+feature-matching loss, for which D' also sees (x, y) in G's pass, before (x, fake), its statistics
+threaded in that order; and after G's update, its EMA with decay min(decay, (1 + t) / (10 + t)) at
+step t (the warm-up of tf.train.ExponentialMovingAverage's `num_updates`, so that short runs average
+trained weights rather than the initial ones), applied to parameters and BatchNorm statistics alike.
 """
 
 import functools
@@ -56,20 +62,26 @@ def train_step(state: TrainState, batch: Batch, *, recipe: Recipe) -> tuple[Trai
   def d_loss_fn(d_params):
     real_logits, d_stats = discriminate(d_params, state.d_stats, y)
     fake_logits, d_stats = discriminate(d_params, d_stats, jax.lax.stop_gradient(fake))
-    loss = 0.5 * (losses.gan_loss(real_logits, True) + losses.gan_loss(fake_logits, False))
-    return loss, d_stats
+    return losses.discriminator_loss(recipe.gan_loss, real_logits, fake_logits), d_stats
 
   (loss_d, d_stats), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(state.d_params)
   d_updates, d_opt_state = recipe.d_optimizer.update(d_grads, state.d_opt_state, state.d_params)
   d_params = optax.apply_updates(state.d_params, d_updates)
 
   def g_loss_fn(fake):
-    logits, new_d_stats = discriminate(d_params, d_stats, fake)
-    gan = losses.gan_loss(logits, True)
+    if recipe.lambda_feat_match:
+      logits, new_d_stats, matching = feature_matched(recipe, d_params, d_stats, x, y, fake)
+    else:
+      (logits, new_d_stats), matching = discriminate(d_params, d_stats, fake), jnp.zeros(())
+    gan = losses.generator_gan_loss(recipe.gan_loss, logits)
     l1 = losses.l1_loss(fake, y)
-    return gan + recipe.lambda_l1 * l1, (gan, l1, new_d_stats)
+    loss = gan + recipe.lambda_l1 * l1
+    if recipe.lambda_feat_match:
+      loss = loss + recipe.lambda_feat_match * matching
+    return loss, (gan, l1, matching, new_d_stats)
 
-  (loss_g, (loss_g_gan, loss_g_l1, d_stats)), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+  (loss_g, (loss_g_gan, loss_g_l1, loss_g_fm, d_stats)), fake_grad = jax.value_and_grad(
+      g_loss_fn, has_aux=True)(fake)
   (g_grads,) = generator_vjp(fake_grad)
   g_updates, g_opt_state = recipe.g_optimizer.update(g_grads, state.g_opt_state, state.g_params)
   g_params = optax.apply_updates(state.g_params, g_updates)
@@ -78,9 +90,36 @@ def train_step(state: TrainState, batch: Batch, *, recipe: Recipe) -> tuple[Trai
   step = state.step + 1
   nonfinite_step = jnp.where((state.nonfinite_step == 0) & ~finite, step, state.nonfinite_step)
   new_state = state.replace(step=step, g_params=g_params, g_stats=g_stats, d_params=d_params, d_stats=d_stats,
-                            g_opt_state=g_opt_state, d_opt_state=d_opt_state, nonfinite_step=nonfinite_step)
+                            g_opt_state=g_opt_state, d_opt_state=d_opt_state, nonfinite_step=nonfinite_step,
+                            g_ema=averaged(recipe, state, g_params, g_stats))
   metrics = {"loss_D": loss_d, "loss_G": loss_g, "loss_G_GAN": loss_g_gan, "loss_G_L1": loss_g_l1}
+  if recipe.lambda_feat_match:
+    metrics["loss_G_feat_match"] = loss_g_fm
   return new_state, metrics
+
+
+def feature_matched(recipe: Recipe, d_params: Any, d_stats: Any, x: jax.Array, y: jax.Array,
+                    fake: jax.Array) -> tuple[Any, Any, jax.Array]:
+  """D's logits for (x, fake), its statistics after (x, y) then (x, fake), and the feature-matching loss."""
+  def features(d_stats, optical):
+    logits, updates = recipe.discriminator.apply({"params": d_params, "batch_stats": d_stats}, x, optical,
+                                                train=True, mutable=["batch_stats", "intermediates"])
+    return logits, updates["batch_stats"], jax.tree.leaves(updates["intermediates"])
+
+  _, d_stats, real_features = features(d_stats, y)
+  logits, d_stats, fake_features = features(d_stats, fake)
+  taps = len(real_features) // len(losses.scales(logits))
+  return logits, d_stats, losses.feature_matching_loss(fake_features, real_features, taps)
+
+
+def averaged(recipe: Recipe, state: TrainState, g_params: Any, g_stats: Any) -> Any:
+  """The state's `g_ema` moved towards G's new variables (None without an average); see the module docstring."""
+  if state.g_ema is None:
+    return None
+  t = state.step.astype(jnp.float32)
+  decay = jnp.minimum(recipe.ema_decay, (1.0 + t) / (10.0 + t))
+  return jax.tree.map(lambda average, new: decay * average + (1.0 - decay) * new, state.g_ema,
+                      {"params": g_params, "batch_stats": g_stats})
 
 
 def jit_generate(recipe: Recipe) -> Callable[[Any, Any, jax.Array], jax.Array]:

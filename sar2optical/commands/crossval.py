@@ -1,0 +1,51 @@
+"""The `python -m sar2optical.crossval` command (console script `sar2optical-crossval`)."""
+
+import pathlib
+import sys
+
+import jax
+from absl import flags
+from ml_collections import config_flags
+
+from sar2optical import cli, configs, evaluation
+from sar2optical import crossval as crossval_lib
+
+__doc__ = crossval_lib.__doc__  # the usage that --help prints: the module's own
+
+
+def _define_flags() -> None:
+  """Defines the command-line flags, only when run as a script, so imports never clash."""
+  config_flags.DEFINE_config_file("config", None, "Training config of every fold: a file (configs/*.py), or a packaged "
+                                  "config by name (pix2pix:few_scenes, quickstart, ...).", lock_config=True)
+  flags.DEFINE_string("workdir", None, "Holds folds/<group>/ (one training workdir each) and crossval.json.")
+  flags.DEFINE_integer("batch_size", 8, "Images per batch when scoring the held-out groups.", lower_bound=1)
+  flags.DEFINE_boolean("lpips", False, "Also LPIPS v0.1 (AlexNet) per image; weights as for eval.py "
+                       "($SAR2OPTICAL_LPIPS_BACKBONE_WEIGHTS or --lpips_backbone_weights).")
+  flags.DEFINE_string("lpips_backbone_weights", None, "torchvision's alexnet-owt-7be5be79.pth.")
+  flags.DEFINE_boolean("fid", False, "Also FID and KID of each held-out group (few images: comparable only at equal "
+                       "n); weights as for eval.py ($SAR2OPTICAL_FID_WEIGHTS or --fid_weights).")
+  flags.DEFINE_string("fid_weights", None, "pytorch-fid's pt_inception-2015-12-05-6726825d.pth.")
+  flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  values = flags.FLAGS
+  # Resumed folds load their compiled step from the workdir instead of compiling it again.
+  jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(values.workdir).expanduser().resolve() / "jax_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  features = evaluation.FeatureOptions(fid=values.fid, lpips=values.lpips, fid_weights=values.fid_weights,
+                                       lpips_backbone_weights=values.lpips_backbone_weights)
+  result = crossval_lib.crossval(values.config, values.workdir, batch_size=values.batch_size, features=features)
+  print(crossval_lib.format_summary(result))
+  print(f"-> {pathlib.Path(values.workdir) / crossval_lib.RESULT_FILE}")
+
+
+def run() -> None:
+  sys.argv = configs.with_packaged_paths(sys.argv)
+  _define_flags()
+  cli.run(main)
+
+
+if __name__ == "__main__":
+  run()

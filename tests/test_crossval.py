@@ -1,0 +1,54 @@
+"""Leave-one-scene-out cross-validation on a tiny model: one run per held-out scene group, one JSON, resumable."""
+
+import json
+import shutil
+
+import pytest
+from conftest import tiny_config
+
+from sar2optical import crossval
+from sar2optical.data import pairs as pairs_lib
+from sar2optical.data import splits
+from sar2optical.errors import ConfigError
+
+
+def two_scene_root(demo_root, root):
+  """A copy of the first two scene groups of the demo set."""
+  groups = splits.scene_groups(pairs_lib.find_pairs(demo_root))
+  for name in sorted(groups)[:2]:
+    for pair in groups[name]:
+      for path in (pair.s1, pair.s2):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(demo_root / path, root / path)
+  return root
+
+
+def test_fold_split_holds_out_one_group(demo_root):
+  groups = splits.scene_groups(pairs_lib.find_pairs(demo_root))
+  held_out = sorted(groups)[0]
+  split = crossval.fold_split(groups, held_out)["data"]
+  assert split["test"] == sorted(pair.s1 for pair in groups[held_out]) and split["val"] == []
+  assert set(split["train"]) | set(split["test"]) == {pair.s1 for group in groups.values() for pair in group}
+  assert not set(split["train"]) & set(split["test"])
+
+
+def test_crossval_writes_one_json_and_resumes(demo_root, tmp_path):
+  root = two_scene_root(demo_root, tmp_path / "data")
+  config = tiny_config(root, num_train_steps=2, log_every_steps=1)
+  result = crossval.crossval(config, tmp_path / "cv", batch_size=4)
+  written = json.loads((tmp_path / "cv" / crossval.RESULT_FILE).read_text())
+  assert written == result
+  assert len(result["folds"]) == 2 and {fold["step"] for fold in result["folds"]} == {2}
+  for owner in ("model", crossval.FLOOR):
+    assert {"psnr", "ssim"} <= set(result["summary"][owner])
+    assert result["summary"][owner]["psnr"]["std"] >= 0
+  assert "PSNR" in crossval.format_summary(result)
+  records = sorted((tmp_path / "cv" / "folds").glob(f"*/{crossval.FOLD_FILE}"))
+  before = [path.stat().st_mtime_ns for path in records]
+  assert crossval.crossval(config, tmp_path / "cv", batch_size=4) == result  # finished folds are not redone
+  assert [path.stat().st_mtime_ns for path in records] == before
+
+
+def test_crossval_needs_a_folder_without_split_file(demo_root, tmp_path):
+  with pytest.raises(ConfigError, match="config.data.split_file"):
+    crossval.crossval(tiny_config(demo_root, **{"data.split_file": "split.json"}), tmp_path)
