@@ -118,11 +118,12 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
   if not requested:
     raise DataError(f"no checkpoints in {checkpoint.checkpoint_dir(workdir)}")
   output_root = paths.writable_directory(output_dir or workdir / "eval", "--output_dir:" if output_dir else "the folder")
-  results = []
+  results, evaluator = [], None
   for step in requested:
     generator = load_unless_deleted(workdir, step, mode)
     if generator is None:
       continue
+    evaluator = evaluator_for(generator, batch_size, evaluator)
     data = ml_collections.ConfigDict({**generator.config.data.to_dict(), "source": data_source,
                                       "root": data_root or generator.config.data.root,
                                       "tfds_data_dir": tfds_data_dir, "tfds_config": tfds_config,
@@ -130,7 +131,7 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
                                       else seasons})
     run_data = resolve.resolve(data, workdir, seed=generator.config.seed, record=False)
     directory = output_root / f"step_{generator.step}"
-    result, scores, names, labels = evaluate_step(generator, workdir, run_data, split, batch_size=batch_size,
+    result, scores, names, labels = evaluate_step(generator, workdir, run_data, split, evaluator=evaluator,
                                                   grid_pairs=grid_pairs, networks=networks,
                                                   images_dir=directory / "images" if save_images else None,
                                                   data_root=pathlib.Path(data.root) if data_source == "folder" else None)
@@ -161,8 +162,20 @@ def load_unless_deleted(workdir: pathlib.Path, step: int | str, mode: Mode) -> T
       return None
 
 
+def evaluator_for(generator: TrainedGenerator, batch_size: int, previous: Evaluator | None) -> Evaluator:
+  """`previous` when it scores the same network, pixel mapping and mode as `generator` needs, else a new one:
+  eval --steps=all compiles once, rather than once a step (which also grew JAX's caches by ~0.4 MB a step)."""
+  wanted = (generator.recipe.generator, generator.recipe.pixels, generator.image_size, generator.in_channels,
+            batch_size, generator.mode, generator.config.seed)
+  if previous is not None and wanted == (previous.recipe.generator, previous.recipe.pixels, previous.image_size,
+                                         previous.in_channels, previous.batch_size, previous.mode, previous.seed):
+    return previous
+  return Evaluator(generator.recipe, image_size=generator.image_size, in_channels=generator.in_channels,
+                   batch_size=batch_size, mode=generator.mode, seed=generator.config.seed)
+
+
 def evaluate_step(generator: TrainedGenerator, workdir: pathlib.Path, run_data: resolve.RunData, split: str, *,
-                  batch_size: int, grid_pairs: int, networks: FeatureNetworks | None = None,
+                  evaluator: Evaluator, grid_pairs: int, networks: FeatureNetworks | None = None,
                   images_dir: pathlib.Path | None = None,
                   data_root: pathlib.Path | None = None) -> tuple[dict, Scores, list[str], list[str]]:
   """metrics.json's content, the per-image scores, and the pairs' s1 paths and classes, for one generator.
@@ -178,8 +191,6 @@ def evaluate_step(generator: TrainedGenerator, workdir: pathlib.Path, run_data: 
     train_source = run_data.source("train") if run_data.size("train") else None
   except DataError:  # another data root, without the training pairs
     train_source = None
-  evaluator = Evaluator(generator.recipe, image_size=generator.image_size, in_channels=generator.in_channels,
-                        batch_size=batch_size, mode=generator.mode, seed=generator.config.seed)
   mean_colour, colour_source = training_mean_colour(evaluator, workdir, train_source, eval_source)
   names, labels = zip(*(eval_source.name_and_label(i) for i in range(len(eval_source))))
   collector = (collect.FeatureCollector(len(eval_source), networks.inception, networks.lpips,
@@ -196,7 +207,7 @@ def evaluate_step(generator: TrainedGenerator, workdir: pathlib.Path, run_data: 
   if "mean_colour" in floors:
     floors["mean_colour"].update(mean_colour_rgb=mean_colour.tolist(), source=colour_source)
   result = {"step": generator.step, "mode": generator.mode, "split": split, **metrics.aggregate(scores.model, labels),
-            "floors": floors, "batch_size": batch_size, "data": eval_source.description,
+            "floors": floors, "batch_size": evaluator.batch_size, "data": eval_source.description,
             "images_per_second": len(eval_source) / seconds, "config": generator.config.to_dict()}
   if collector:
     partner = metrics.derangement(len(labels), generator.config.seed) if scores.floors else None

@@ -17,6 +17,7 @@ from sar2optical.data import sources
 from sar2optical.data.images import load_image
 from sar2optical.errors import DataError
 from sar2optical.pixels import PixelSpec
+from sar2optical.trained_generator import load_generator
 from sar2optical.training import recipe as recipe_lib
 from sar2optical.training import state as state_lib
 from sar2optical.training import loop
@@ -107,6 +108,15 @@ def test_outputs_follow_the_schema(workdir, tmp_path):
   assert Image.open(tmp_path / "step_2" / "grid.png").size == (3 * 32, 3 * 32)
   assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
   assert "floor: other_target" in evaluation.format_table(result)
+
+
+def test_steps_of_one_run_share_one_compiled_scorer(workdir):
+  """eval --steps=all compiles the scorer once for the checkpoints of one run; another mode needs its own."""
+  first, second = (load_generator(workdir, step) for step in (1, 2))
+  evaluator = evaluation.evaluator_for(first, 4, None)
+  assert evaluation.evaluator_for(second, 4, evaluator) is evaluator
+  assert evaluation.evaluator_for(load_generator(workdir, 2, "train"), 4, evaluator) is not evaluator
+  assert evaluation.evaluator_for(second, 8, evaluator) is not evaluator
 
 
 def test_per_image_csv_round_trips_paths_with_commas(workdir, demo_root, tmp_path):
