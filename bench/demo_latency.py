@@ -66,12 +66,6 @@ def time_runs(driver, source: pathlib.Path, runs: int, scratch: pathlib.Path) ->
   return seconds
 
 
-def peak_rss_mb(pid: int) -> float:
-  """The peak resident memory (VmHWM) of a running process."""
-  status = pathlib.Path(f"/proc/{pid}/status").read_text()
-  return round(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024, 1)
-
-
 def measure(args: argparse.Namespace, scratch: pathlib.Path) -> dict:
   patches = sorted(pathlib.Path(args.sen12_root).glob("*/s1/*.png"))
   if not patches:
@@ -92,7 +86,7 @@ def measure(args: argparse.Namespace, scratch: pathlib.Path) -> dict:
     driver.save_screenshot(str(args.screenshot))
     chromium.choose_units(driver, "db")
     geotiff = time_runs(driver, scene, args.runs, scratch)
-    memory = peak_rss_mb(server.pid)
+    memory = round(chromium.memory_mb(server.pid, "VmHWM"), 1)
   finally:
     if driver is not None:
       driver.quit()

@@ -8,9 +8,13 @@ predict.py's code path, its tiles and its memory bounds (GeoTIFFs in windows), s
 predict.py's `--output_format=tiff` output and keeps the input's georeferencing. The PNG is that
 GeoTIFF's pixels through predict.py's PNG writer: the bytes predict.py writes for the same file. The
 page shows previews at most `PREVIEW_SIDE` pixels on a side (every n-th pixel of a larger scene),
-read a band of rows at a time. Gradio runs one translation at a time. Bad input (not an image, a band
-or value type that does not fit the chosen units) is a message in the page; the server goes on.
-Nothing reaches the network: no analytics, no share link, system fonts.
+read a band of rows at a time. As a network service the page is bounded by `Limits`: uploads of at
+most `max_upload_mb` (Gradio refuses larger ones while they stream in), images of at most `max_pixels`
+(read from the header, before anything is decoded), one translation at a time with at most `max_queue`
+requests waiting (Gradio answers the rest "Queue is full"), so memory is one translation's whatever
+the traffic. Bad input (too large, not an image, a band or value type that does not fit the chosen
+units) is a message in the page; the server goes on. Nothing reaches the network: no analytics, no
+share link, system fonts.
 """
 
 import dataclasses
@@ -44,6 +48,14 @@ _RESULT_IMAGE = dict(format="png", interactive=False, scale=2, buttons=["downloa
 _BAND_TILES = 64  # preview rows read at a time, in units of the preview's stride
 _THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                            font_mono=["ui-monospace", "monospace"])  # system fonts: nothing fetched
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+  """What the server accepts: upload size (MiB), pixels per image, requests waiting behind the one translating."""
+  max_upload_mb: int = 400  # a max_pixels float32 GeoTIFF, uncompressed (381 MiB)
+  max_pixels: int = 100_000_000  # 10,000²: one translation peaks ~12 bytes a pixel above the idle server, 1.2 GB
+  max_queue: int = 8
 
 
 def preview_stride(height: int, width: int) -> int:
@@ -97,9 +109,24 @@ class Translated:
     return text
 
 
-def translate_upload(translator: Translator, source: pathlib.Path, folder: pathlib.Path,
-                     sar: SarOptions) -> Translated:
-  """Translates the file `source` into `folder` (STEM_optical.tif and .png); Sar2OpticalError on bad input."""
+def check_pixels(path: pathlib.Path, band: str, max_pixels: int) -> None:
+  """DataError naming `path` when its header declares more than `max_pixels` pixels; nothing is decoded.
+
+  `raster.open_sar` reads the header only (and applies its own limits: Pillow's for PNG/JPEG, the
+  declared size against the file's for TIFF).
+  """
+  with raster.io_environment(), raster.open_sar(path, band) as reader:
+    height, width = reader.height, reader.width
+  if height * width > max_pixels:
+    raise DataError(f"{path} is {width}×{height} = {height * width:,} pixels, more than the {max_pixels:,} "
+                    "this demo translates (--max_pixels)")
+
+
+def translate_upload(translator: Translator, source: pathlib.Path, folder: pathlib.Path, sar: SarOptions,
+                     max_pixels: int = Limits.max_pixels) -> Translated:
+  """Translates the file `source` into `folder` (STEM_optical.tif and .png); Sar2OpticalError on bad input,
+  over `max_pixels` included (checked before anything is decoded)."""
+  check_pixels(source, sar.band, max_pixels)
   geotiff = translator.translate_file(source, folder / f"{source.stem}_optical.tif", **dataclasses.asdict(sar))
   sar_image, height, width = sar_preview(source, sar)
   png = geotiff.with_suffix(".png")
@@ -118,8 +145,8 @@ def find_examples(folder: str | pathlib.Path) -> list[pathlib.Path]:
 class _Page:
   """What the page's events call: the translator, and a folder for each translation until Gradio has served it."""
 
-  def __init__(self, translator: Translator):
-    self.translator = translator
+  def __init__(self, translator: Translator, max_pixels: int):
+    self.translator, self.max_pixels = translator, max_pixels
     self._outputs = tempfile.TemporaryDirectory(prefix="sar2optical-demo-")
 
   def translate(self, upload: str | None, sar_units: str, db_min: float | None, db_max: float | None, band: str,
@@ -135,7 +162,8 @@ class _Page:
     started = time.perf_counter()
     try:
       result = translate_upload(self.translator, source, folder,
-                                SarOptions(sar_units, float(db_min), float(db_max), band.strip() or "1"))
+                                SarOptions(sar_units, float(db_min), float(db_max), band.strip() or "1"),
+                                self.max_pixels)
     except Sar2OpticalError as error:
       shutil.rmtree(folder)
       raise gr.Error(str(error).replace(str(source), source.name)) from None
@@ -157,9 +185,10 @@ def _header(translator: Translator) -> str:
           "georeferencing. The first translation also compiles the generator.")
 
 
-def build(translator: Translator, examples: Sequence[pathlib.Path] = ()) -> gr.Blocks:
+def build(translator: Translator, examples: Sequence[pathlib.Path] = (),
+          max_pixels: int = Limits.max_pixels) -> gr.Blocks:
   """The page: upload (or an example) and SAR options; SAR and translation side by side; PNG and GeoTIFF."""
-  page = _Page(translator)
+  page = _Page(translator, max_pixels)
   with gr.Blocks(title="sar2optical", analytics_enabled=False, delete_cache=(3600, 3600)) as blocks:
     gr.Markdown(_header(translator))
     with gr.Row():
@@ -188,15 +217,16 @@ def build(translator: Translator, examples: Sequence[pathlib.Path] = ()) -> gr.B
 
 
 def serve(translator: Translator, *, host: str | None = "127.0.0.1", port: int | None = None,
-          examples: Sequence[pathlib.Path] = ()) -> None:
+          examples: Sequence[pathlib.Path] = (), limits: Limits = Limits()) -> None:
   """Builds the page and serves it on host:port until stopped, one translation at a time, without a share link.
 
   host or port None: Gradio's own choice (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, as a Hugging Face
-  Space sets them, else 127.0.0.1 and the first free port from 7860).
+  Space sets them, else 127.0.0.1 and the first free port from 7860). Requests beyond `limits` are refused.
   """
-  blocks = build(translator, examples)
-  blocks.queue(default_concurrency_limit=1)
+  blocks = build(translator, examples, limits.max_pixels)
+  blocks.queue(default_concurrency_limit=1, max_size=limits.max_queue)
   blocks.launch(server_name=host, server_port=port, share=False, ssr_mode=False, theme=_THEME,
+                max_file_size=limits.max_upload_mb * 2**20,  # Gradio's MB: MiB
                 allowed_paths=sorted({str(path.parent) for path in examples}))
 
 

@@ -1,7 +1,8 @@
 """Headless Chromium from the Debian packages, driven by Selenium, on the web demo (`python -m sar2optical.demo`).
 
-What tests/test_web_demo.py and bench/demo_latency.py share. Nothing is downloaded: Selenium is handed the
-browser and its driver, so Selenium Manager never runs. Waits raise TimeoutError naming what did not come.
+What tests/test_web_demo.py, bench/demo_latency.py and bench/demo_concurrency.py share. Nothing is downloaded:
+Selenium is handed the browser and its driver, so Selenium Manager never runs. Waits raise TimeoutError naming
+what did not come.
 """
 
 import base64
@@ -12,6 +13,7 @@ import pathlib
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -94,6 +96,54 @@ def wait_until_serving(url: str, process: subprocess.Popen, timeout_s: float) ->
     except OSError:
       return False
   wait(answers, f"{url} to answer", timeout_s)
+
+
+def memory_mb(pid: int, field: str) -> float:
+  """A process's memory in MiB from /proc/PID/status: VmRSS (resident now) or VmHWM (its peak so far)."""
+  status = pathlib.Path(f"/proc/{pid}/status").read_text()
+  return int(next(line.split()[1] for line in status.splitlines() if line.startswith(f"{field}:"))) / 1024
+
+
+class PeakRss:
+  """The peak resident memory (VmRSS, MiB) of process `pid`, sampled every 20 ms while the context is open."""
+
+  def __init__(self, pid: int):
+    self.pid, self.peak_mb, self._done = pid, 0.0, threading.Event()
+    self._thread = threading.Thread(target=self._sample, daemon=True)
+
+  def _sample(self) -> None:
+    while not self._done.wait(0.02):
+      self.peak_mb = max(self.peak_mb, memory_mb(self.pid, "VmRSS"))
+
+  def __enter__(self) -> "PeakRss":
+    self._thread.start()
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self._done.set()
+    self._thread.join()
+
+
+def submit(client, path: pathlib.Path):
+  """A gradio_client Job: the page's translation of the 8-bit SAR `path` (units uint8), as an upload starts it.
+
+  Its result is (SAR preview, translation preview, PNG, GeoTIFF, note), files downloaded by the client;
+  a request the full queue refuses raises gradio_client's QueueError.
+  """
+  from gradio_client import handle_file  # pylint: disable=g-import-not-at-top
+  return client.submit(handle_file(str(path)), "uint8", -25.0, 0.0, "1", api_name="/translate")
+
+
+def post_file(url: str, path: pathlib.Path) -> bytes:
+  """POSTs `path` to `url` as multipart/form-data field `files`, as a browser's upload does; the answer's body."""
+  boundary = "sar2optical-test-boundary"
+  head = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{path.name}"\r\n'
+          "Content-Type: application/octet-stream\r\n\r\n")
+  body = head.encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+  request = urllib.request.Request(url, data=body,
+                                   headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+  with urllib.request.urlopen(request, timeout=60) as response:
+    return response.read()
 
 
 def upload(driver, path: pathlib.Path, timeout_s: float = 30) -> None:

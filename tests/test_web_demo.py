@@ -1,11 +1,15 @@
 """The web demo in a real browser (headless Chromium from the Debian packages, driven by Selenium): an upload
-gives predict.py's bytes, bad input is a message in the page and the server goes on; the Space starts."""
+gives predict.py's bytes, bad input is a message in the page and the server goes on; the Space starts.
+As a network service: a burst of clients (gradio_client) queues up to --max_queue and the rest are refused
+while memory stays bounded; images over --max_pixels and uploads over --max_upload_mb are refused in the page."""
 
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -21,6 +25,8 @@ from sar2optical.translator import SarOptions
 
 WAIT_S = 120
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
+# The limited server: 1 translation running + MAX_QUEUE waiting; a 1,024² mosaic (16 patches, ~0.8 MB) fits.
+MAX_QUEUE, MAX_UPLOAD_MB, MAX_PIXELS, BURST = 4, 1, 1_100_000, 12
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +56,39 @@ def demo_server(web_demo, tiny_workdir, patches):
 
 
 @pytest.fixture(scope="module")
-def predicted(tiny_workdir, patches, tmp_path_factory) -> pathlib.Path:
-  """predict.py's PNGs for the patches, from the script itself (while the demo starts)."""
-  output = tmp_path_factory.mktemp("predicted")
-  subprocess.run([sys.executable, str(REPO / "predict.py"), f"--workdir={tiny_workdir}", f"--input={patches}",
-                  f"--output={output}"], check=True, cwd=REPO, env=ENV,
-                 capture_output=True, timeout=600)
+def mosaic(tmp_path_factory) -> pathlib.Path:
+  """A 1,024² 8-bit SAR PNG tiled from 16 real SEN1-2 patches, in a folder of its own: under the limits."""
+  tiles = [np.asarray(Image.open(path).convert("L")) for path in sorted((SEN12_ROOT / "urban" / "s1").glob("*.png"))]
+  path = tmp_path_factory.mktemp("mosaic") / "mosaic.png"
+  Image.fromarray(np.vstack([np.hstack(tiles[row * 4:row * 4 + 4]) for row in range(4)])).save(path)
+  return path
+
+
+def run_predict(workdir: pathlib.Path, inputs: pathlib.Path, output: pathlib.Path) -> pathlib.Path:
+  """predict.py's PNGs for `inputs` in `output`, from the script itself."""
+  subprocess.run([sys.executable, str(REPO / "predict.py"), f"--workdir={workdir}", f"--input={inputs}",
+                  f"--output={output}"], check=True, cwd=REPO, env=ENV, capture_output=True, timeout=600)
   return output
+
+
+@pytest.fixture(scope="module")
+def predicted(tiny_workdir, patches, tmp_path_factory) -> pathlib.Path:
+  """predict.py's PNGs for the patches (while the demo starts)."""
+  return run_predict(tiny_workdir, patches, tmp_path_factory.mktemp("predicted"))
+
+
+@pytest.fixture(scope="module")
+def limited_server(web_demo, tiny_workdir):
+  """The demo with small limits (MAX_QUEUE, MAX_UPLOAD_MB, MAX_PIXELS) at a free port: (process, url), serving."""
+  port = chromium.free_port()
+  process = chromium.start_demo(tiny_workdir, port, f"--max_queue={MAX_QUEUE}", f"--max_upload_mb={MAX_UPLOAD_MB}",
+                                f"--max_pixels={MAX_PIXELS}")
+  url = f"http://127.0.0.1:{port}/"
+  try:
+    chromium.wait_until_serving(url, process, WAIT_S)
+    yield process, url
+  finally:
+    chromium.stop(process)
 
 
 @pytest.fixture
@@ -150,3 +182,86 @@ def test_the_written_space_starts_and_answers(web_demo, tiny_workdir, tmp_path):
     chromium.stop(process)
   with pytest.raises(Sar2OpticalError, match="not an empty folder"):
     web_demo.write_space(tiny_workdir, app.parent)
+
+
+@requires_sen12
+def test_a_burst_beyond_the_queue_is_refused_the_rest_translate_and_memory_stays_bounded(limited_server, mosaic,
+                                                                                        tiny_workdir, tmp_path):
+  from gradio_client import Client  # pylint: disable=g-import-not-at-top (with Gradio only)
+  from gradio_client.utils import QueueError  # pylint: disable=g-import-not-at-top
+  process, url = limited_server
+  expected = (run_predict(tiny_workdir, mosaic.parent, tmp_path / "predicted") / mosaic.name).read_bytes()
+  clients = [Client(url, verbose=False, download_files=str(tmp_path / f"client{i}")) for i in range(BURST)]
+
+  def outcome(job) -> bytes | str:
+    try:
+      return pathlib.Path(job.result(timeout=WAIT_S)[2]).read_bytes()  # the PNG download
+    except QueueError as refused:
+      return str(refused)
+
+  assert outcome(chromium.submit(clients[0], mosaic)) == expected  # compiles: one translation's peak is in VmHWM
+  one_translation_mb = chromium.memory_mb(process.pid, "VmHWM")
+  with chromium.PeakRss(process.pid) as burst:
+    outcomes = [outcome(job) for job in [chromium.submit(client, mosaic) for client in clients]]
+  refused = [result for result in outcomes if isinstance(result, str)]
+  translated = [result for result in outcomes if isinstance(result, bytes)]
+  print(f"{len(translated)} translated, {len(refused)} refused; peak RSS {burst.peak_mb:.0f} MiB in the burst, "
+        f"{one_translation_mb:.0f} MiB with one translation")
+  assert set(refused) == {"Queue is full! Please try again."} and MAX_QUEUE + 1 <= len(translated) < BURST
+  assert all(png == expected for png in translated)
+  assert burst.peak_mb < one_translation_mb + 64  # translations run one at a time; the waiting hold a path each
+  assert outcome(chromium.submit(clients[0], mosaic)) == expected  # and the server goes on
+
+
+@requires_sen12
+def test_an_image_over_max_pixels_is_refused_in_the_page_and_the_next_translates(limited_server, patches,
+                                                                                   predicted, browser, tmp_path):
+  process, url = limited_server
+  browser.get(url)
+  too_many = tmp_path / "wide.png"
+  Image.new("L", (1200, 1000)).save(too_many)
+  chromium.upload(browser, too_many)
+  message = "wide.png is 1200×1000 = 1,200,000 pixels, more than the 1,100,000 this demo translates (--max_pixels)"
+  chromium.wait(lambda: message in chromium.page_text(browser), "the error in the page", WAIT_S)
+  first = sorted(patches.iterdir())[0]
+  chromium.upload(browser, first)
+  assert np.array_equal(chromium.shown_translation(browser, first.name, WAIT_S),
+                        np.asarray(Image.open(predicted / first.name)))
+  assert process.poll() is None
+
+
+@requires_sen12
+def test_an_upload_over_max_upload_mb_is_refused_in_the_page_and_by_the_server(limited_server, patches, predicted,
+                                                                               browser, tmp_path):
+  process, url = limited_server
+  browser.get(url)
+  too_big = tmp_path / "huge.png"
+  too_big.write_bytes(np.random.default_rng(0).bytes(MAX_UPLOAD_MB * 2**20 + 1))
+  chromium.upload(browser, too_big)
+  message = 'File(s) exceed the maximum allowed size of 1.0 Mb: "huge.png"'
+  chromium.wait(lambda: message in chromium.page_text(browser), "the error in the page", WAIT_S)
+  with pytest.raises(urllib.error.HTTPError, match="413") as refused:  # a client that skips the page's check
+    chromium.post_file(f"{url}gradio_api/upload", too_big)
+  assert b"exceeded maximum allowed size" in refused.value.read()
+  second = sorted(patches.iterdir())[1]
+  chromium.upload(browser, second)
+  assert np.array_equal(chromium.shown_translation(browser, second.name, WAIT_S),
+                        np.asarray(Image.open(predicted / second.name)))
+  assert process.poll() is None
+
+
+def test_max_pixels_is_checked_from_the_header_of_a_geotiff_and_a_png(web_demo, tmp_path):
+  scene = tmp_path / "scene.tif"
+  with rasterio.open(scene, "w", driver="GTiff", count=2, height=1000, width=1200, dtype="float32", tiled=True,
+                     compress="deflate") as dataset:
+    dataset.write(np.zeros((2, 1000, 1200), np.float32))  # a few kB on disk
+    dataset.descriptions = ("VV", "VH")
+  web_demo.check_pixels(scene, "VH", 1_200_000)
+  with pytest.raises(Sar2OpticalError, match=rf"^{scene} is 1200×1000 = 1,200,000 pixels, more than the 1,199,999 "):
+    web_demo.check_pixels(scene, "VH", 1_199_999)
+  with pytest.raises(Sar2OpticalError, match="no band 'HH'"):
+    web_demo.check_pixels(scene, "HH", 1_200_000)
+  image = tmp_path / "image.png"
+  Image.new("L", (1200, 1000)).save(image)
+  with pytest.raises(Sar2OpticalError, match=r"image.png is 1200×1000 = 1,200,000 pixels"):
+    web_demo.check_pixels(image, "1", 10**6)

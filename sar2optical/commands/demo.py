@@ -1,12 +1,14 @@
 r"""The web demo: a page in the browser that translates an uploaded SAR image with a trained generator.
 
   python -m sar2optical.demo --workdir=runs/pix2pix [--step=latest] [--port=7860] [--host=127.0.0.1] \
-      [--examples=FOLDER]                 # serves http://127.0.0.1:7860 until Ctrl-C
+      [--examples=FOLDER] [--max_upload_mb=400] [--max_pixels=100000000] [--max_queue=8]
+                                          # serves http://127.0.0.1:7860 until Ctrl-C
   python -m sar2optical.demo --workdir=runs/pix2pix --write_space=space/   # a Hugging Face Space, then exits
 
 Upload a SAR PNG, JPEG or GeoTIFF (or pick an example from --examples), choose its units, and see the
 SAR and its translation side by side; download the PNG or the GeoTIFF (georeferenced like the input),
-the bytes predict.py writes. Needs the optional extra: pip install 'sar2optical[demo]'.
+the bytes predict.py writes. Uploads, images and waiting requests beyond the limits are refused with a
+message; the server goes on. Needs the optional extra: pip install 'sar2optical[demo]'.
 """
 
 from absl import flags
@@ -15,6 +17,7 @@ import sar2optical
 from sar2optical import cli
 
 _DEFAULT_PORT = 7860
+_LIMITS = ("max_upload_mb", "max_pixels", "max_queue")  # flags named as web_demo.Limits's fields
 
 
 def _define_flags() -> None:
@@ -27,6 +30,14 @@ def _define_flags() -> None:
   flags.DEFINE_integer("port", _DEFAULT_PORT, "Port to serve on.", lower_bound=1, upper_bound=65535)
   flags.DEFINE_string("examples", None, "A folder of SAR images (e.g. SEN1-2 s1/ patches) offered as examples: "
                       "the first few by path, recursively.")
+  # The limits' defaults are web_demo.Limits's (None here: that module needs Gradio, flags are defined without it).
+  flags.DEFINE_integer("max_upload_mb", None, "Largest upload accepted, in MiB (default 400); Gradio refuses a "
+                       "larger one while it streams in.", lower_bound=1)
+  flags.DEFINE_integer("max_pixels", None, "Most pixels (height × width) an image may declare (default 10,000², "
+                       "100000000); larger ones are refused from their header, before anything is decoded.",
+                       lower_bound=1)
+  flags.DEFINE_integer("max_queue", None, "Most requests waiting behind the one translation that runs (default 8); "
+                       "more at once are refused (Gradio's \"Queue is full\").", lower_bound=0)
   flags.DEFINE_string("write_space", None, "Instead of serving: write a Hugging Face Space to this new folder "
                       "(app.py, README.md, requirements.txt, the package and the generator exported) and exit.")
 
@@ -41,7 +52,8 @@ def main(argv: list[str]) -> None:
     return
   examples = web_demo.find_examples(values.examples) if values.examples else []
   translator = sar2optical.load(values.workdir, values.step)
-  web_demo.serve(translator, host=values.host, port=values.port, examples=examples)
+  limits = {name: values[name].value for name in _LIMITS if values[name].value is not None}
+  web_demo.serve(translator, host=values.host, port=values.port, examples=examples, limits=web_demo.Limits(**limits))
 
 
 def run() -> None:
