@@ -11,6 +11,7 @@ sees a step whole or not at all, and a read that fails on a step no longer there
 
 import importlib.metadata
 import json
+import logging
 import math
 import pathlib
 import shutil
@@ -32,6 +33,7 @@ _DATA_ITEM = "data"  # Orbax writes each item to <step>/<item name>/
 BEST_METRIC = "val_psnr"  # the checkpoint with the highest value is kept whatever `keep` says
 # In the checkpoint folder, for people: {"step", "val_psnr"} of best(), rewritten once steps are committed.
 BEST_FILE = "best.json"
+_TENSORSTORE_SPEC = "[tensorstore_spec="  # in the text of every TensorStore error
 DELETED_DIR = "deleted"  # steps the retention policy dropped, renamed here in one move, then removed
 _VERSIONED = ("jax", "flax", "orbax-checkpoint")  # with sar2optical: the packages a checkpoint's format depends on
 
@@ -158,7 +160,7 @@ class Checkpoints:
       if not (self.directory / str(step)).is_dir():
         raise CheckpointDeleted(f"the checkpoint {self.directory / str(step)} was deleted while it was read: the "
                                 "training run keeps only its newest config.keep_checkpoints steps") from error
-      reason = " ".join(str(error).split("[tensorstore_spec")[0].split())[:300]
+      reason = " ".join(str(error).split(_TENSORSTORE_SPEC)[0].split())[:300]
       raise CheckpointError(f"the checkpoint {self.directory / str(step)} cannot be read: it is damaged, "
                             f"incomplete or from an incompatible version ({self._versions_note(step, items)}; "
                             f"{type(error).__name__}: {reason}); delete that folder to use the one before it "
@@ -230,9 +232,10 @@ def _silence_orphaned_io() -> None:
 
   When one read of a damaged checkpoint fails, or one write on a full disk, Orbax closes its event
   loop while TensorStore still completes the other reads or writes; each completion then reports an
-  unraisable "Event loop is closed" RuntimeError, a hundred tracebacks around the one clear error.
-  Python prints unraisable errors through sys.unraisablehook, so from the first Checkpoints on those
-  are dropped; any other goes to the previous hook.
+  unraisable "Event loop is closed" RuntimeError, and each other read that failed too leaves a future
+  whose TensorStore error nobody retrieves, which asyncio logs when the future is collected (maybe
+  after the one clear error line, at exit). Those are dropped, from the first Checkpoints on; any other
+  unraisable error goes to the previous hook, any other asyncio record is logged.
   """
   previous = sys.unraisablehook
   if getattr(previous, "drops_orphaned_reads", False):
@@ -245,6 +248,13 @@ def _silence_orphaned_io() -> None:
 
   hook.drops_orphaned_reads = True
   sys.unraisablehook = hook
+  logging.getLogger("asyncio").addFilter(_drop_orphaned_tensorstore_errors)
+
+
+def _drop_orphaned_tensorstore_errors(record: logging.LogRecord) -> bool:
+  """False for asyncio's "exception was never retrieved" of a TensorStore error (an orphaned read or write)."""
+  error = record.exc_info[1] if record.exc_info else None
+  return not ("exception was never retrieved" in record.getMessage() and _TENSORSTORE_SPEC in str(error))
 
 
 def make_metadata(config: ml_collections.ConfigDict, pixels: PixelSpec, step: int) -> dict[str, Any]:
