@@ -5,7 +5,9 @@ r"""Ablation of the few-scene recipe by leave-one-scene-out (issue 18's protocol
 
 Every option is `python -m sar2optical.crossval` with configs/pix2pix.py and the budget of issue 18
 (128², 7 levels, batch 8, --steps steps per fold, no validation), the option's fields overridden on
-top of the original's recipe; `few_scenes` is configs/pix2pix.py:few_scenes at the same budget. Each
+top of the original's recipe; `original_seed_1` is the original with another seed (initialisation,
+dropout, data order: how far two runs of one recipe differ); `few_scenes` is
+configs/pix2pix.py:few_scenes at the same budget. Each
 option's folds live in WORKDIR/<option>/ and resume like crossval (a finished fold is not redone), so
 a stopped ablation continues where it stopped. The JSON holds, per option: mean ± std over folds of
 PSNR and SSIM, the mean-colour floor's, the folds it beats the original on (both metrics), and its
@@ -26,6 +28,7 @@ BUDGET = {"image_size": 128, "model.levels": 7, "batch_size": 8, "eval_every_ste
 AUGMENT = {"data.augment": "paper", "data.vflip": True, "data.rot90": True}
 OPTIONS = {  # name: (config file, overrides on top of it)
     "original": ("configs/pix2pix.py", {}),
+    "original_seed_1": ("configs/pix2pix.py", {"seed": 1}),  # the spread of the original between two seeds
     "augment": ("configs/pix2pix.py", AUGMENT),
     "ema": ("configs/pix2pix.py", {"model.ema_decay": 0.999}),
     "lsgan": ("configs/pix2pix.py", {"loss.gan": "lsgan"}),

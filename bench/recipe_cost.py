@@ -50,12 +50,12 @@ def option_config(name: str) -> ml_collections.ConfigDict:
 
 def step_options() -> dict[str, ml_collections.ConfigDict]:
   """{name: config} of the options whose train step differs from every earlier one's (data options cost nothing
-  here: the input pipeline runs them)."""
+  here: the input pipeline runs them; the seed changes no step)."""
   chosen = {}
   for name in OPTIONS:
     config = option_config(name)
     step_changes = {field: values for field, values in configuration.changes(pix2pix.get_config(), config).items()
-                    if not field.startswith("data.")}
+                    if not field.startswith("data.") and field != "seed"}
     if all(step_changes != seen for seen, _ in chosen.values()):
       chosen[name] = (step_changes, config)
   return {name: config for name, (_, config) in chosen.items()}
