@@ -8,9 +8,10 @@ Every option is `python -m sar2optical.crossval` with configs/pix2pix.py and the
 top of the original's recipe; `original_seed_1` is the original with another seed (initialisation,
 dropout, data order: how far two runs of one recipe differ); `few_scenes` is configs/pix2pix.py:few_scenes
 at the same budget. Each option's folds live in WORKDIR/<option>/ and resume like crossval (a finished
-fold is not redone), so a stopped ablation continues where it stopped. The JSON holds, per option: mean ± std over folds of
-PSNR and SSIM, the mean-colour floor's, the folds it beats the original on (both metrics), and its
-median training steps/s (from each fold's metrics.jsonl) relative to the original's.
+fold is not redone), so a stopped ablation continues where it stopped. The JSON holds, per option:
+mean ± std over folds of PSNR and SSIM, the mean-colour floor's, the folds it beats the original on
+(both metrics), and its median training steps/s (from each fold's metrics.jsonl) relative to the
+original's.
 """
 
 import json
