@@ -1,13 +1,13 @@
 r"""Ablation of the few-scene recipe by leave-one-scene-out (issue 18's protocol). Prints one JSON object.
 
   flock /tmp/cpu.lock python bench/few_scenes_ablation.py --workdir=/tmp/ablation \
-      [--data_root=../shared/data/sen1-2] [--options=original,augment,...] [--steps=300]
+      [--data_root=../shared/data/sen1-2] [--options=original,augment,...] [--steps=300] [--held_out=A,B]
 
 Every option is `python -m sar2optical.crossval` with configs/pix2pix.py and the budget of issue 18
-(128², 7 levels, batch 8, --steps steps per fold, no validation), the option's fields overridden on
-top of the original's recipe; `original_seed_1` is the original with another seed (initialisation,
-dropout, data order: how far two runs of one recipe differ); `few_scenes` is configs/pix2pix.py:few_scenes
-at the same budget. Each option's folds live in WORKDIR/<option>/ and resume like crossval (a finished
+(128², 7 levels, batch 8, --steps steps per fold, no validation; only the folds of --held_out's scene
+groups, when given), the option's fields overridden on top of the original's recipe; `original_seed_1`
+is the original with another seed (initialisation, dropout, data order: how far two runs of one recipe
+differ); `few_scenes` is configs/pix2pix.py:few_scenes at the same budget. Each option's folds live in WORKDIR/<option>/ and resume like crossval (a finished
 fold is not redone), so a stopped ablation continues where it stopped. The JSON holds, per option:
 mean ± std over folds of PSNR and SSIM, the mean-colour floor's, the folds it beats the original on
 (both metrics), and its median training steps/s (from each fold's metrics.jsonl) relative to the
@@ -47,13 +47,16 @@ def define_flags() -> None:
   flags.DEFINE_string("data_root", str(REPO.parent / "shared" / "data" / "sen1-2"), "The pairs.")
   flags.DEFINE_list("options", list(OPTIONS), f"Options to run, in order, of: {', '.join(OPTIONS)}.")
   flags.DEFINE_integer("steps", 300, "Training steps per fold.")
+  flags.DEFINE_list("held_out", [], "Scene groups whose folds to run (default: every group's).")
 
 
 def run_option(name: str, workdir: pathlib.Path) -> dict:
   """Runs (or resumes) one option's cross-validation; returns its crossval.json."""
   config, overrides = OPTIONS[name]
   fields = {**BUDGET, "num_train_steps": flags.FLAGS.steps, "data.root": flags.FLAGS.data_root, **overrides}
-  command = [sys.executable, "-m", "sar2optical.crossval", f"--config={config}", f"--workdir={workdir}", *(f"--config.{field}={value}" for field, value in fields.items())]
+  command = [sys.executable, "-m", "sar2optical.crossval", f"--config={config}", f"--workdir={workdir}",
+             f"--held_out={','.join(flags.FLAGS.held_out)}",
+             *(f"--config.{field}={value}" for field, value in fields.items())]
   subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
   return json.loads((workdir / "crossval.json").read_text())
 
@@ -82,7 +85,8 @@ def main(argv: list[str]) -> None:
   del argv
   values = flags.FLAGS
   root = pathlib.Path(values.workdir).expanduser().resolve()
-  results, report = {}, {"budget": {**BUDGET, "num_train_steps": values.steps}, "data_root": values.data_root}
+  results, report = {}, {"budget": {**BUDGET, "num_train_steps": values.steps}, "data_root": values.data_root,
+                         "held_out": values.held_out or "every scene group"}
   for name in values.options:
     results[name] = run_option(name, root / name)
     report[name] = summary(results[name], results.get("original"))

@@ -9,6 +9,8 @@ WORKDIR/folds/<group>/, resuming like train.py) and the held-out group is scored
 (`evaluation.evaluate`, its split `test`) beside the mean-colour floor of that fold's training
 scenes. A finished fold (its fold.json written for the same config) is not redone. WORKDIR/crossval.json
 holds every fold and the mean ± std over folds (population std, ddof 0) of the model and of the floor.
+`--held_out=GROUP,...` runs those folds only (a longer budget on a few folds; folds spread over machines
+that share WORKDIR, gathered by a last run without it, which redoes none).
 """
 
 import json
@@ -84,9 +86,21 @@ def summarize(folds: Sequence[dict]) -> dict[str, dict[str, dict[str, float]]]:
   return summary
 
 
-def crossval(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, batch_size: int = 8,
-             features: evaluation.FeatureOptions = evaluation.FeatureOptions()) -> dict:
-  """Runs every fold of leave-one-scene-out over `config.data.root`; writes and returns WORKDIR/crossval.json's content."""
+def chosen_groups(groups: dict[str, list[pairs_lib.Pair]], held_out: Sequence[str], root: str) -> list[str]:
+  """The groups to hold out, sorted: those of `held_out`, each a group of `root`, or every group when it is empty."""
+  unknown = sorted(set(held_out) - set(groups))
+  if unknown:
+    raise DataError(f"held_out: {', '.join(unknown)}: no such scene group in {root}; its groups are "
+                    f"{', '.join(sorted(groups))}")
+  return sorted(held_out or groups)
+
+
+def crossval(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, held_out: Sequence[str] = (),
+             batch_size: int = 8, features: evaluation.FeatureOptions = evaluation.FeatureOptions()) -> dict:
+  """Runs leave-one-scene-out over `config.data.root`: the folds holding out `held_out`'s groups, or every fold.
+
+  Writes and returns WORKDIR/crossval.json's content: the folds run, their summary, and every group's name.
+  """
   configuration.validate(config)
   if config.data.source != "folder" or config.data.split_file:
     raise ConfigError("config.data.source / config.data.split_file: cross-validation splits a folder (data.root) "
@@ -95,13 +109,14 @@ def crossval(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, 
   if len(groups) < 2:
     raise DataError(f"config.data.root: {config.data.root} holds {len(groups)} scene group; leave-one-scene-out "
                     "needs at least 2")
+  names = chosen_groups(groups, held_out, config.data.root)
   workdir = paths.writable_directory(workdir, "the workdir")
-  logging.info("Cross-validation: %d folds (%s), %d steps each", len(groups), ", ".join(sorted(groups)),
+  logging.info("Cross-validation: %d of %d folds (%s), %d steps each", len(names), len(groups), ", ".join(names),
                config.num_train_steps)
   folds = [run_fold(config, fold_directory(workdir, name), groups, name, batch_size=batch_size, features=features)
-           for name in sorted(groups)]
+           for name in names]
   result = {"folds": folds, "summary": summarize(folds), "std": "population (ddof 0) over folds",
-            "data_root": str(config.data.root), "config": config.to_dict()}
+            "groups": sorted(groups), "data_root": str(config.data.root), "config": config.to_dict()}
   paths.write_whole(workdir / RESULT_FILE, json.dumps(result, indent=2) + "\n")
   return result
 
@@ -113,7 +128,7 @@ def format_summary(result: dict) -> str:
     rows.append(f"{fold['held_out']:<28}{fold['n']:>5}{fold['model']['psnr']:>10.3f}{fold[FLOOR]['psnr']:>8.3f}"
                 f"{fold['model']['ssim']:>10.4f}{fold[FLOOR]['ssim']:>8.4f}")
   for owner in ("model", FLOOR):
-    rows.append(f"{owner:<10} mean ± std over {len(result['folds'])} folds: " + "  ".join(
+    rows.append(f"{owner:<10} mean ± std over {len(result['folds'])} of {len(result['groups'])} folds: " + "  ".join(
         f"{name.upper()} {entry['mean']:.4f} ± {entry['std']:.4f}" for name, entry in result["summary"][owner].items()))
   return "\n".join(rows)
 

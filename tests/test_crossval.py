@@ -9,7 +9,7 @@ from conftest import tiny_config
 from sar2optical import crossval
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import splits
-from sar2optical.errors import ConfigError
+from sar2optical.errors import ConfigError, DataError
 
 
 def two_scene_root(demo_root, root):
@@ -35,9 +35,15 @@ def test_fold_split_holds_out_one_group(demo_root):
 def test_crossval_writes_one_json_and_resumes(demo_root, tmp_path):
   root = two_scene_root(demo_root, tmp_path / "data")
   config = tiny_config(root, num_train_steps=2, log_every_steps=1)
-  result = crossval.crossval(config, tmp_path / "cv", batch_size=4)
+  first, second = sorted(splits.scene_groups(pairs_lib.find_pairs(root)))
+  one_fold = crossval.crossval(config, tmp_path / "cv", held_out=[second], batch_size=4)
+  assert [fold["held_out"] for fold in one_fold["folds"]] == [second] and one_fold["groups"] == [first, second]
+  assert "over 1 of 2 folds" in crossval.format_summary(one_fold)
+  done_first = (crossval.fold_directory(tmp_path / "cv", second) / crossval.FOLD_FILE).stat().st_mtime_ns
+  result = crossval.crossval(config, tmp_path / "cv", batch_size=4)  # gathers the fold above without redoing it
   written = json.loads((tmp_path / "cv" / crossval.RESULT_FILE).read_text())
-  assert written == result
+  assert written == result and result["folds"][1] == one_fold["folds"][0]
+  assert (crossval.fold_directory(tmp_path / "cv", second) / crossval.FOLD_FILE).stat().st_mtime_ns == done_first
   assert len(result["folds"]) == 2 and {fold["step"] for fold in result["folds"]} == {2}
   for owner in ("model", crossval.FLOOR):
     assert {"psnr", "ssim"} <= set(result["summary"][owner])
@@ -52,3 +58,9 @@ def test_crossval_writes_one_json_and_resumes(demo_root, tmp_path):
 def test_crossval_needs_a_folder_without_split_file(demo_root, tmp_path):
   with pytest.raises(ConfigError, match="config.data.split_file"):
     crossval.crossval(tiny_config(demo_root, **{"data.split_file": "split.json"}), tmp_path)
+
+
+def test_crossval_names_an_unknown_held_out_group(demo_root, tmp_path):
+  with pytest.raises(DataError, match=r"held_out: ROIs0000_nowhere_1: no such scene group in .*; its groups are ROIs"):
+    crossval.crossval(tiny_config(demo_root), tmp_path / "cv", held_out=["ROIs0000_nowhere_1"])
+  assert not (tmp_path / "cv").exists()

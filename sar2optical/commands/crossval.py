@@ -18,6 +18,7 @@ def _define_flags() -> None:
   config_flags.DEFINE_config_file("config", None, "Training config of every fold: a file (configs/*.py), or a packaged "
                                   "config by name (pix2pix:few_scenes, quickstart, ...).", lock_config=True)
   flags.DEFINE_string("workdir", None, "Holds folds/<group>/ (one training workdir each) and crossval.json.")
+  flags.DEFINE_list("held_out", [], "Scene groups whose folds to run (default: every group's).")
   flags.DEFINE_integer("batch_size", 8, "Images per batch when scoring the held-out groups.", lower_bound=1)
   flags.DEFINE_boolean("lpips", False, "Also LPIPS v0.1 (AlexNet) per image; weights as for eval.py "
                        "($SAR2OPTICAL_LPIPS_BACKBONE_WEIGHTS or --lpips_backbone_weights).")
@@ -36,7 +37,8 @@ def main(argv: list[str]) -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
   features = evaluation.FeatureOptions(fid=values.fid, lpips=values.lpips, fid_weights=values.fid_weights,
                                        lpips_backbone_weights=values.lpips_backbone_weights)
-  result = crossval_lib.crossval(values.config, values.workdir, batch_size=values.batch_size, features=features)
+  result = crossval_lib.crossval(values.config, values.workdir, held_out=values.held_out,
+                                 batch_size=values.batch_size, features=features)
   print(crossval_lib.format_summary(result))
   print(f"-> {pathlib.Path(values.workdir) / crossval_lib.RESULT_FILE}")
 
