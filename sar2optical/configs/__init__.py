@@ -1,5 +1,5 @@
 """The packaged configs, `get_config()` each: `pix2pix` (the original's setup; `pix2pix:paper` adds the
-paper's augmentation, `pix2pix:few_scenes` the few-scene candidate recipe) and `quickstart` (a short
+paper's augmentation, `pix2pix:few_scenes` the few-scene recipe) and `quickstart` (a short
 CPU run). The repository's `configs/*.py` are their documented, runnable paths; an installed toolkit
 also takes them by name: `--config=quickstart`.
 """
