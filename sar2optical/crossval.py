@@ -92,7 +92,7 @@ def chosen_groups(groups: dict[str, list[pairs_lib.Pair]], held_out: Sequence[st
   if unknown:
     raise DataError(f"held_out: {', '.join(unknown)}: no such scene group in {root}; its groups are "
                     f"{', '.join(sorted(groups))}")
-  return sorted(held_out or groups)
+  return sorted(set(held_out) or groups)
 
 
 def crossval(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, held_out: Sequence[str] = (),
