@@ -24,7 +24,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 import sar2optical
-from sar2optical import configuration
+from sar2optical import configuration, paths
 from sar2optical.errors import CheckpointDeleted, CheckpointError, ConfigError
 from sar2optical.pixels import PixelSpec
 
@@ -232,8 +232,8 @@ def _silence_orphaned_io() -> None:
 
   When one read of a damaged checkpoint fails, or one write on a full disk, Orbax closes its event
   loop while TensorStore still completes the other reads or writes; each completion then reports an
-  unraisable "Event loop is closed" RuntimeError, and each other read that failed too leaves a future
-  whose TensorStore error nobody retrieves, which asyncio logs when the future is collected (maybe
+  unraisable "Event loop is closed" RuntimeError, and each other read or write that failed too leaves a
+  future whose TensorStore error nobody retrieves, which asyncio logs when the future is collected (maybe
   after the one clear error line, at exit). Those are dropped, from the first Checkpoints on; any other
   unraisable error goes to the previous hook, any other asyncio record is logged.
   """
@@ -252,9 +252,11 @@ def _silence_orphaned_io() -> None:
 
 
 def _drop_orphaned_tensorstore_errors(record: logging.LogRecord) -> bool:
-  """False for asyncio's "exception was never retrieved" of a TensorStore error (an orphaned read or write)."""
+  """False for asyncio's "exception was never retrieved" of an orphaned TensorStore read (its error names the
+  spec) or write on a full disk (its error carries ENOSPC, and DiskFull has said so in one line)."""
   error = record.exc_info[1] if record.exc_info else None
-  return not ("exception was never retrieved" in record.getMessage() and _TENSORSTORE_SPEC in str(error))
+  orphaned = _TENSORSTORE_SPEC in str(error) or paths.caused_by_full_disk(error)
+  return not ("exception was never retrieved" in record.getMessage() and orphaned)
 
 
 def make_metadata(config: ml_collections.ConfigDict, pixels: PixelSpec, step: int) -> dict[str, Any]:

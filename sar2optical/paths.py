@@ -65,7 +65,7 @@ def megabytes(size: int) -> str:
   return f"{size / 2**20:.1f} MB"
 
 
-def caused_by_full_disk(error: BaseException) -> bool:
+def caused_by_full_disk(error: BaseException | None) -> bool:
   """Whether ENOSPC is `error` or in its chain of causes: an OSError of ours, a TensorStore error of Orbax's,
   or an error whose message carries the system's text for it (GDAL's, through rasterio)."""
   while error is not None:

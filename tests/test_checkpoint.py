@@ -1,6 +1,7 @@
 """Checkpoints in-process: the best is read from committed steps only, and outlives restarts; versions."""
 
 import asyncio
+import gc
 import json
 import threading
 
@@ -100,6 +101,31 @@ def test_metadata_records_the_versions():
   assert recorded == checkpoint.versions()
   assert recorded["sar2optical"] == sar2optical.__version__ and recorded["jax"] == jax.__version__
   assert {"flax", "orbax-checkpoint"} <= set(recorded)
+
+
+def orphaned_task_logs(message: str, caplog) -> list[str]:
+  """What asyncio logs for a task that failed with ValueError(`message`) and that nobody awaited."""
+  async def fail():
+    raise ValueError(message)
+
+  loop = asyncio.new_event_loop()
+  task = loop.create_task(fail())
+  loop.run_until_complete(asyncio.sleep(0))
+  loop.close()
+  caplog.clear()
+  with caplog.at_level("ERROR", logger="asyncio"):
+    del task
+    gc.collect()
+  return [record.getMessage() for record in caplog.records]
+
+
+def test_orphaned_writes_on_a_full_disk_do_not_follow_the_one_line_error(tmp_path, caplog):
+  """After DiskFull's one line, TensorStore's other failed writes must not be logged at exit; other errors are."""
+  checkpoint.Checkpoints(tmp_path).close()  # installs the filter
+  full = ('RESOURCE_EXHAUSTED: Error writing "rng/0" in OCDBT database at local file "/x/": Failed to write '
+          "1650688 bytes to file 9: No space left on device [os_error_code='28']")
+  assert orphaned_task_logs(full, caplog) == []
+  assert any("never retrieved" in message for message in orphaned_task_logs("some other failure", caplog))
 
 
 
