@@ -35,6 +35,7 @@ BEST_METRIC = "val_psnr"  # the checkpoint with the highest value is kept whatev
 BEST_FILE = "best.json"
 _TENSORSTORE_SPEC = "[tensorstore_spec="  # in the text of every TensorStore error
 DELETED_DIR = "deleted"  # steps the retention policy dropped, renamed here in one move, then removed
+_OPEN_TRIES = 5  # listings of a workdir whose steps a training run is deleting meanwhile
 _VERSIONED = ("jax", "flax", "orbax-checkpoint")  # with sar2optical: the packages a checkpoint's format depends on
 
 
@@ -74,7 +75,7 @@ class Checkpoints:
     options = ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=_score, create=create,
                                            enable_async_checkpointing=True, cleanup_tmp_directories=create,
                                            todelete_subdir=DELETED_DIR)
-    self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._manager = _open_manager(self.directory, options)
     self._saved = False
     _silence_orphaned_io()
 
@@ -211,6 +212,19 @@ class Checkpoints:
   def close(self) -> None:
     self.wait()
     self._manager.close()
+
+
+def _open_manager(directory: pathlib.Path, options: ocp.CheckpointManagerOptions) -> ocp.CheckpointManager:
+  """Orbax's manager of `directory`. Opening lists the steps, then reads each one's metadata: a step that a
+  training run's retention deletes in between is a FileNotFoundError inside `directory`; listing again
+  (up to _OPEN_TRIES times) no longer finds it."""
+  for _ in range(_OPEN_TRIES - 1):
+    try:
+      return ocp.CheckpointManager(directory, options=options)
+    except FileNotFoundError as error:
+      if not pathlib.Path(error.filename or "/").is_relative_to(directory):
+        raise
+  return ocp.CheckpointManager(directory, options=options)
 
 
 def _score(metrics: dict[str, float]) -> float:

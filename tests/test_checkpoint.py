@@ -3,12 +3,14 @@
 import asyncio
 import gc
 import json
+import pathlib
 import threading
 
 import jax
 import numpy as np
 import pytest
 from conftest import tiny_config
+from etils import epath
 from orbax.checkpoint.path import atomicity
 
 import sar2optical
@@ -101,6 +103,27 @@ def test_metadata_records_the_versions():
   assert recorded == checkpoint.versions()
   assert recorded["sar2optical"] == sar2optical.__version__ and recorded["jax"] == jax.__version__
   assert {"flax", "orbax-checkpoint"} <= set(recorded)
+
+
+def test_a_step_deleted_while_the_checkpoints_are_listed_is_left_out(tmp_path, monkeypatch):
+  """eval.py opens a workdir while train.py's retention deletes a step: between Orbax's listing of step 1 and its
+  read of step 1's metadata, step 1 moves away as the retention moves it; the opened checkpoints are [2]."""
+  checkpoints = checkpoint.Checkpoints(tmp_path)
+  save(checkpoints, 1)
+  save(checkpoints, 2)
+  checkpoints.close()
+  step_1 = checkpoints.directory / "1"
+  exists = epath.backend._OsPathBackend.exists
+
+  def exists_while_retention_deletes(backend, path):  # Orbax asks before reading a step's metadata
+    if pathlib.Path(path).parent == step_1 and step_1.exists():
+      (checkpoints.directory / checkpoint.DELETED_DIR).mkdir(exist_ok=True)
+      step_1.rename(checkpoints.directory / checkpoint.DELETED_DIR / "1")
+    return exists(backend, path)
+
+  monkeypatch.setattr(epath.backend._OsPathBackend, "exists", exists_while_retention_deletes)
+  assert checkpoint.Checkpoints(tmp_path, create=False).all_steps() == [2]
+
 
 
 def orphaned_task_logs(message: str, caplog) -> list[str]:
