@@ -125,7 +125,6 @@ def test_a_step_deleted_while_the_checkpoints_are_listed_is_left_out(tmp_path, m
   assert checkpoint.Checkpoints(tmp_path, create=False).all_steps() == [2]
 
 
-
 def orphaned_task_logs(message: str, caplog) -> list[str]:
   """What asyncio logs for a task that failed with ValueError(`message`) and that nobody awaited."""
   async def fail():
@@ -149,7 +148,6 @@ def test_orphaned_writes_on_a_full_disk_do_not_follow_the_one_line_error(tmp_pat
           "1650688 bytes to file 9: No space left on device [os_error_code='28']")
   assert orphaned_task_logs(full, caplog) == []
   assert any("never retrieved" in message for message in orphaned_task_logs("some other failure", caplog))
-
 
 
 def test_an_old_workdirs_best_json_is_honoured_while_it_names_a_step_there(tmp_path):
