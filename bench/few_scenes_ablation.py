@@ -7,12 +7,13 @@ Every option is `python -m sar2optical.crossval` with configs/pix2pix.py and the
 (128², 7 levels, batch 8, --steps steps per fold, no validation; only the folds of --held_out's scene
 groups, when given), the option's fields overridden on top of the original's recipe; `original_seed_1`
 is the original with another seed (initialisation, dropout, data order: how far two runs of one recipe
-differ); `combined` is the augmentation with pix2pixHD's options (2 scales, feature matching, LSGAN)
-and an EMA, the first candidate; configs/pix2pix.py:few_scenes is the `lsgan` row, which the protocol
-chose. Each option's folds live in WORKDIR/<option>/ and resume like crossval (a finished fold is not
-redone), so a stopped ablation continues where it stopped. The JSON holds, per option: mean ± std over
-folds of PSNR and SSIM, the mean-colour floor's, the folds it beats the original on (both metrics), and
-its median training steps/s (from each fold's metrics.jsonl) relative to the original's.
+differ), `lsgan_seed_1` the chosen recipe with that seed; `combined` is the augmentation with
+pix2pixHD's options (2 scales, feature matching, LSGAN) and an EMA, the first candidate;
+configs/pix2pix.py:few_scenes is the `lsgan` row, which the protocol chose. Each option's folds live in
+WORKDIR/<option>/ and resume like crossval (a finished fold is not redone), so a stopped ablation
+continues where it stopped. The JSON holds, per option: mean ± std over folds of PSNR and SSIM, the
+mean-colour floor's, the folds it beats the original on (both metrics), and its median training steps/s
+(from each fold's metrics.jsonl) relative to the original's.
 """
 
 import json
@@ -33,6 +34,7 @@ OPTIONS = {  # name: (config file, overrides on top of it)
     "augment": ("configs/pix2pix.py", AUGMENT),
     "ema": ("configs/pix2pix.py", {"model.ema_decay": 0.999}),
     "lsgan": ("configs/pix2pix.py", {"loss.gan": "lsgan"}),
+    "lsgan_seed_1": ("configs/pix2pix.py", {"loss.gan": "lsgan", "seed": 1}),  # the chosen recipe's spread
     "hinge": ("configs/pix2pix.py", {"loss.gan": "hinge"}),
     "feat_match": ("configs/pix2pix.py", {"loss.lambda_feat_match": 10.0}),
     "disc_scales_2": ("configs/pix2pix.py", {"model.disc_scales": 2}),
