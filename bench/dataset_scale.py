@@ -44,7 +44,7 @@ from PIL import Image
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from sar2optical.data import demo
+from sar2optical.data import synthetic
 
 FULL_SIZE = 282_384
 _SIZES = flags.DEFINE_list("sizes", ["5000", "20000", "50000"], "Pairs in each generated tree.")
@@ -73,7 +73,7 @@ def make_tree(root: pathlib.Path, pairs: int, pairs_per_scene: int, size: int) -
   optical = [_png_bytes(rng, (size, size, 3)) for _ in range(_VARIANTS)]
   for index in range(pairs):
     scene, patch = divmod(index, pairs_per_scene)
-    paths = demo.pair_paths("original", scene % 4, scene + 1, patch + 1)
+    paths = synthetic.pair_paths("original", scene % 4, scene + 1, patch + 1)
     for relative, variants in zip(paths, (sar, optical)):
       path = root / relative
       if patch == 0:

@@ -2,7 +2,7 @@ r"""The web demo under bursts of concurrent clients: latency per request, refusa
 
   flock /tmp/cpu.lock python bench/demo_concurrency.py [--clients=1,4,8,16] [--max_queue=8] [--baseline_runs=3]
 
-Starts `python -m sar2optical.demo` (its default limits but --max_queue) on a workdir of the default model (the
+Starts `python -m sar2optical.commands.demo` (its default limits but --max_queue) on a workdir of the default model (the
 original's 8-level U-Net at 256², freshly initialised and saved as a real checkpoint, as bench/predict.py
 does: a trained model computes exactly as much) and sends it bursts of N clients at once with gradio_client
 (tests/chromium.py `submit`: the page's translation of an upload, files downloaded), each client its own

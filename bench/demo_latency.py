@@ -2,7 +2,7 @@ r"""The web demo's time to first result in a real browser, on this CPU, for a 25
 
   flock /tmp/cpu.lock python bench/demo_latency.py [--runs=3] [--screenshot=bench/demo_screenshot.png]
 
-Starts `python -m sar2optical.demo` on a workdir of the default model (the original's 8-level U-Net at
+Starts `python -m sar2optical.commands.demo` on a workdir of the default model (the original's 8-level U-Net at
 256², freshly initialised and saved as a real checkpoint, as bench/predict.py does: a trained model
 computes exactly as much) and drives headless Chromium from the Debian packages with Selenium
 (tests/chromium.py). Each run uploads a file under a new name and times, in the browser, from handing the

@@ -3,7 +3,7 @@ r"""Ablation of the few-scene recipe by leave-one-scene-out (issue 18's protocol
   flock /tmp/cpu.lock python bench/few_scenes_ablation.py --workdir=/tmp/ablation \
       [--data_root=../shared/data/sen1-2] [--options=original,augment,...] [--steps=300] [--held_out=A,B]
 
-Every option is `python -m sar2optical.crossval` with configs/pix2pix.py and the budget of issue 18
+Every option is `python -m sar2optical.commands.crossval` with configs/pix2pix.py and the budget of issue 18
 (128², 7 levels, batch 8, --steps steps per fold, no validation; only the folds of --held_out's scene
 groups, when given), the option's fields overridden on top of the original's recipe; `original_seed_1`
 is the original with another seed (initialisation, dropout, data order: how far two runs of one recipe
@@ -58,7 +58,7 @@ def run_option(name: str, workdir: pathlib.Path) -> dict:
   """Runs (or resumes) one option's cross-validation; returns its crossval.json."""
   config, overrides = OPTIONS[name]
   fields = {**BUDGET, "num_train_steps": flags.FLAGS.steps, "data.root": flags.FLAGS.data_root, **overrides}
-  command = [sys.executable, "-m", "sar2optical.crossval", f"--config={config}", f"--workdir={workdir}",
+  command = [sys.executable, "-m", "sar2optical.commands.crossval", f"--config={config}", f"--workdir={workdir}",
              f"--held_out={','.join(flags.FLAGS.held_out)}",
              *(f"--config.{field}={value}" for field, value in fields.items())]
   subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL)

@@ -29,7 +29,7 @@ from pytorch_fid import inception as fid_inception
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from sar2optical.feature_metrics import weights  # pylint: disable=g-import-not-at-top,wrong-import-position
+from sar2optical.metrics import feature_weights
 
 
 def variance_preserving(module: torch.nn.Module, seed: int) -> None:
@@ -66,7 +66,7 @@ def speed(made: dict, batch: int, rounds: int) -> dict:
   state_dict = made["inception_state_dict"]
   fid_inception.load_state_dict_from_url = lambda *args, **kwargs: state_dict
   reference = fid_inception.InceptionV3([3]).eval()
-  ours, _ = weights.fid_network("standard", str(made["inception"][0]), made["inception"][1])
+  ours, _ = feature_weights.fid_network("standard", str(made["inception"][0]), made["inception"][1])
   images = np.random.default_rng(0).integers(0, 256, (batch, 256, 256, 3), dtype=np.uint8)
   tensor = torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32) / 255)
   np.asarray(ours(images))  # compile

@@ -51,8 +51,8 @@ import optax
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from sar2optical import models  # noqa: E402
-from sar2optical.pixels import PixelSpec  # noqa: E402
+from sar2optical.model import networks
+from sar2optical.model.pixels import PixelSpec  # noqa: E402
 from sar2optical.training.mesh import global_batch, make_mesh  # noqa: E402
 from sar2optical.training.recipe import Recipe  # noqa: E402
 from sar2optical.training.state import create_state  # noqa: E402
@@ -62,7 +62,7 @@ TRAIN_GFLOP_PER_IMAGE = 106.0
 DENSE_BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0, "V100": 125.0}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 #: train.py's transposed-convolution form off the CPU (UNetGenerator's default).
-TRAIN_FORM = models.UNetGenerator.accelerator_form
+TRAIN_FORM = networks.UNetGenerator.accelerator_form
 #: --smoke: every part with a 1-level U-Net at 32², batch 2, in a few minutes on 2 CPU cores (predict's
 #: rows keep bench/predict.py's 8-level model, on 4 tiles and a 512² scene).
 SMOKE = {"batches": "2", "size": 32, "levels": 1, "steps": 2, "compile_threads": 2, "train_batch": 2, "cycles": 1,
@@ -121,8 +121,8 @@ def our_steps(args: argparse.Namespace, report: Report, gflop: float | None, pea
 
   def recipe(dtype: str, form: str) -> Recipe:
     compute = DTYPES[dtype]
-    return Recipe(models.UNetGenerator(levels=args.levels, dtype=compute, accelerator_form=form),
-                  models.PatchDiscriminator(dtype=compute), adam, adam, 100.0, PixelSpec())
+    return Recipe(networks.UNetGenerator(levels=args.levels, dtype=compute, accelerator_form=form),
+                  networks.PatchDiscriminator(dtype=compute), adam, adam, 100.0, PixelSpec())
 
   def abstract_inputs(case: tuple[int, str, str]):
     batch, dtype, form = case

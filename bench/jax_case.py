@@ -23,7 +23,7 @@ from sar2optical.training.mesh import global_batch, make_mesh  # noqa: E402
 from sar2optical.training.recipe import make_recipe  # noqa: E402
 from sar2optical.training.state import create_state  # noqa: E402
 from sar2optical.training.step import jit_generate, jit_train_step  # noqa: E402
-from sar2optical.pixels import PixelSpec  # noqa: E402
+from sar2optical.model.pixels import PixelSpec  # noqa: E402
 
 
 def main() -> None:

@@ -43,13 +43,17 @@ from absl import flags  # noqa: E402
 from rasterio.transform import from_origin  # noqa: E402
 from rasterio.windows import Window  # noqa: E402
 
-from sar2optical import checkpoint, cli, configuration, translation  # noqa: E402
-from sar2optical.trained_generator import TrainedGenerator  # noqa: E402
+from sar2optical.checkpoints import manager
+from sar2optical.checkpoints.metadata import make_metadata
+from sar2optical.commands import cli
+from sar2optical.configs import fields
+from sar2optical.inference import tile_engine
+from sar2optical.inference.restore import TrainedGenerator  # noqa: E402
 from sar2optical.training.mesh import make_mesh  # noqa: E402
 from sar2optical.training.recipe import make_recipe  # noqa: E402
 from sar2optical.training.state import create_state, init_state  # noqa: E402
-from sar2optical.pixels import PixelSpec  # noqa: E402
-from sar2optical.tiling import TileGrid  # noqa: E402
+from sar2optical.model.pixels import PixelSpec  # noqa: E402
+from sar2optical.inference.tiling import TileGrid  # noqa: E402
 
 _TILES = flags.DEFINE_integer("tiles", 64, "Tiles per generator case.", lower_bound=1)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Tiles per batch (both generators, and predict.py).",
@@ -87,7 +91,7 @@ def _time_batches(tiles: np.ndarray, forward) -> dict:
 
 
 def _fresh_config(in_channels: int):
-  config = configuration.default_config()  # the original's: 8 levels at 256²
+  config = fields.default_config()  # the original's: 8 levels at 256²
   config.model.in_channels = in_channels
   return config
 
@@ -101,7 +105,7 @@ def _ours(tiles: np.ndarray) -> dict:
     return state.g_params, state.g_stats  # under jit, D and the optimizer moments are never built
 
   g_params, g_stats = jax.jit(generator_variables)(jax.random.PRNGKey(0))
-  generator = TrainedGenerator(config, PixelSpec(), 0, recipe, g_params, g_stats)
+  generator = TrainedGenerator(config, PixelSpec(), 0, recipe.generator, g_params, g_stats)
   result = _time_batches(tiles, lambda batch: np.asarray(generator(batch)))
   return {"framework": "jax", "version": jax.__version__, "device": str(jax.devices()[0]), **result}
 
@@ -177,9 +181,9 @@ def write_untrained_workdir(workdir: pathlib.Path, in_channels: int) -> None:
   recipe = make_recipe(config, PixelSpec())
   mesh = make_mesh(jax.local_devices(backend="cpu")[:1])  # leaves an accelerator to predict.py
   state = create_state(recipe, mesh, 0, TILE, in_channels)
-  checkpoints = checkpoint.Checkpoints(workdir)
+  checkpoints = manager.Checkpoints(workdir)
   data_iterator = iter(grain.MapDataset.range(1).to_iter_dataset())
-  checkpoints.save(0, state, data_iterator, checkpoint.make_metadata(config, PixelSpec(), 0))
+  checkpoints.save(0, state, data_iterator, make_metadata(config, PixelSpec(), 0))
   checkpoints.wait()
   checkpoints.close()
 
@@ -220,11 +224,11 @@ def _host_case(scratch: pathlib.Path, size: int) -> dict:
   scene, output = scratch / "scene.tif", scratch / "host"
   _write_scene(scene, size)
   tiles = len(TileGrid.with_overlap_fraction(size, size, TILE, 0.25))
-  options = translation.Options(sar=translation.SarScaling("linear"), batch_size=_BATCH_SIZE.value, overwrite=True)
+  options = tile_engine.Options(sar=tile_engine.SarScaling("linear"), batch_size=_BATCH_SIZE.value, overwrite=True)
   seconds = []
   for _ in range(_REPEATS.value):
     start = time.perf_counter()
-    summary = translation.translate_files(_NoOpGenerator(int(_IN_CHANNELS.value)), [(scene, pathlib.Path("scene.tif"))],
+    summary = tile_engine.translate_files(_NoOpGenerator(int(_IN_CHANNELS.value)), [(scene, pathlib.Path("scene.tif"))],
                                           output, options)
     seconds.append(time.perf_counter() - start)
     assert summary.translated == 1, summary

@@ -24,10 +24,10 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from few_scenes_ablation import OPTIONS  # noqa: E402
-from sar2optical import configuration  # noqa: E402
+from sar2optical.configs import fields
 from sar2optical.training import mesh as mesh_lib  # noqa: E402
 from sar2optical.configs import pix2pix  # noqa: E402
-from sar2optical.pixels import PixelSpec  # noqa: E402
+from sar2optical.model.pixels import PixelSpec  # noqa: E402
 from sar2optical.training import recipe as recipe_lib  # noqa: E402
 from sar2optical.training import state as state_lib  # noqa: E402
 from sar2optical.training import step as step_lib  # noqa: E402
@@ -54,7 +54,7 @@ def step_options() -> dict[str, ml_collections.ConfigDict]:
   chosen = {}
   for name in OPTIONS:
     config = option_config(name)
-    step_changes = {field: values for field, values in configuration.changes(pix2pix.get_config(), config).items()
+    step_changes = {field: values for field, values in fields.changes(pix2pix.get_config(), config).items()
                     if not field.startswith("data.") and field != "seed"}
     if all(step_changes != seen for seen, _ in chosen.values()):
       chosen[name] = (step_changes, config)

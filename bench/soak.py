@@ -34,7 +34,8 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from sar2optical import evaluation, translator  # noqa: E402
+from sar2optical.evaluation import workflow
+from sar2optical.inference import translator
 from sar2optical.configs import quickstart  # noqa: E402
 from sar2optical.data import demo  # noqa: E402
 from sar2optical.training import loop  # noqa: E402
@@ -109,7 +110,7 @@ def main(argv: list[str]) -> None:
   model = translator.load(workdir, batch_size=16)
   result["predict"] = sampled(lambda: model.translate_files(str(inputs), scratch / "out"),
                               lambda: len(os.listdir(scratch / "out")) if (scratch / "out").is_dir() else 0, "files")
-  result["eval"] = sampled(lambda: evaluation.evaluate(workdir, split="val", steps="all",
+  result["eval"] = sampled(lambda: workflow.evaluate(workdir, split="val", steps="all",
                                                        output_dir=str(scratch / "eval")),
                            lambda: len(list((scratch / "eval").glob("step_*/metrics.json"))), "checkpoints")
   result["config"] = {"steps": _STEPS.value, "every": _EVERY.value, "files": _FILES.value, "cpus": os.cpu_count()}

@@ -1,6 +1,6 @@
 r"""A short CPU run at 64² with a 6-level U-Net on the synthetic demo set in ./demo_data.
 
-  python -m sar2optical.data.demo --output=demo_data
+  python -m sar2optical.commands.demo_data --output=demo_data
   python train.py --config=configs/quickstart.py --workdir=runs/quickstart
 
 The config is packaged as sar2optical/configs/quickstart.py (`sar2optical-train --config=quickstart`).

@@ -4,8 +4,8 @@
   translator = sar2optical.load("runs/pix2pix")   # a workdir, a step directory or an exported artifact
   rgb = translator.translate(sar)                 # numpy SAR (H, W) → uint8 RGB (H, W, 3)
 
-`load` and `Translator` (sar2optical.translator) are imported on first use, so that importing a
-part of the package (sar2optical.data, sar2optical.pytorch, ...) does not import the rest.
+`load` and `Translator` (sar2optical.inference.translator) are imported on first use, so that importing a
+part of the package (sar2optical.data, sar2optical.interop, ...) does not import the rest.
 """
 
 import importlib
@@ -17,5 +17,5 @@ __all__ = ["load", "Translator"]
 
 def __getattr__(name: str) -> Any:
   if name in __all__:
-    return getattr(importlib.import_module("sar2optical.translator"), name)
+    return getattr(importlib.import_module("sar2optical.inference.translator"), name)
   raise AttributeError(f"module 'sar2optical' has no attribute {name!r}")

@@ -1,7 +1,5 @@
-"""`python -m sar2optical.convert`: converts the original's `.pth` checkpoints (`sar2optical.pytorch.convert`);
-the command lives in `sar2optical.commands.convert`."""
+"""Moved in 0.2: sar2optical.interop.torch_import (the command: sar2optical-convert)."""
 
-import runpy
+from sar2optical import _moved
 
-if __name__ == "__main__":
-  runpy.run_module("sar2optical.commands.convert", run_name="__main__", alter_sys=True)
+__getattr__ = _moved.forward(__name__, "sar2optical.interop.torch_import", "convert")

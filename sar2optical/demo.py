@@ -1,7 +1,5 @@
-"""`python -m sar2optical.demo`: the web demo (`sar2optical.web_demo`); the command lives in
-`sar2optical.commands.demo`."""
+"""Moved in 0.2: sar2optical.web.page (the command: sar2optical-demo)."""
 
-import runpy
+from sar2optical import _moved
 
-if __name__ == "__main__":
-  runpy.run_module("sar2optical.commands.demo", run_name="__main__", alter_sys=True)
+__getattr__ = _moved.forward(__name__, "sar2optical.web.page", "demo")

@@ -1,4 +1,4 @@
-"""Headless Chromium from the Debian packages, driven by Selenium, on the web demo (`python -m sar2optical.demo`).
+"""Headless Chromium from the Debian packages, driven by Selenium, on the web demo (`python -m sar2optical.commands.demo`).
 
 What tests/test_web_demo.py, bench/demo_latency.py and bench/demo_concurrency.py share. Nothing is downloaded:
 Selenium is handed the browser and its driver, so Selenium Manager never runs. Waits raise TimeoutError naming
@@ -63,7 +63,7 @@ def start(args: list[str], cwd: pathlib.Path, **env: str) -> subprocess.Popen:
 
 
 def start_demo(workdir: pathlib.Path, port: int, *flags: str) -> subprocess.Popen:
-  return start([sys.executable, "-m", "sar2optical.demo", f"--workdir={workdir}", f"--port={port}", *flags], REPO)
+  return start([sys.executable, "-m", "sar2optical.commands.demo", f"--workdir={workdir}", f"--port={port}", *flags], REPO)
 
 
 def stop(process: subprocess.Popen) -> None:

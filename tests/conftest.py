@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from sar2optical.configs import quickstart
-from sar2optical.data import demo, images
+from sar2optical.data import synthetic
+from sar2optical.data import images
 from sar2optical.data.pairs import Pair
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -60,14 +61,14 @@ def spread_generator(config, seed: int = 0):
   """An eval-mode TrainedGenerator (step 0) of `config` in memory, its variables by `spread_variables`."""
   import jax  # pylint: disable=g-import-not-at-top (keeps collection light)
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from sar2optical.pixels import PixelSpec  # pylint: disable=g-import-not-at-top
-  from sar2optical.trained_generator import TrainedGenerator  # pylint: disable=g-import-not-at-top
+  from sar2optical.model.pixels import PixelSpec  # pylint: disable=g-import-not-at-top
+  from sar2optical.inference.restore import TrainedGenerator  # pylint: disable=g-import-not-at-top
   from sar2optical.training.recipe import make_recipe  # pylint: disable=g-import-not-at-top
   recipe = make_recipe(config, PixelSpec())
   sar = jnp.zeros((1, config.image_size, config.image_size, config.model.in_channels))
   shapes = jax.eval_shape(lambda: recipe.generator.init(jax.random.PRNGKey(0), sar, train=False))
   variables = jax.device_put(spread_variables(shapes, seed))
-  return TrainedGenerator(config, recipe.pixels, 0, recipe, variables["params"], variables["batch_stats"])
+  return TrainedGenerator(config, recipe.pixels, 0, recipe.generator, variables["params"], variables["batch_stats"])
 
 
 def spread_state(config, seed: int = 0):
@@ -77,7 +78,7 @@ def spread_state(config, seed: int = 0):
   """
   import jax  # pylint: disable=g-import-not-at-top (keeps collection light)
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from sar2optical.pixels import PixelSpec  # pylint: disable=g-import-not-at-top
+  from sar2optical.model.pixels import PixelSpec  # pylint: disable=g-import-not-at-top
   from sar2optical.training.mesh import make_mesh  # pylint: disable=g-import-not-at-top
   from sar2optical.training.recipe import make_recipe  # pylint: disable=g-import-not-at-top
   from sar2optical.training.state import abstract_state  # pylint: disable=g-import-not-at-top
@@ -93,12 +94,13 @@ def spread_state(config, seed: int = 0):
 def make_workdir(workdir: pathlib.Path, in_channels: int = 1, upsampling: str = "none", step: int = 5,
                  **overrides) -> pathlib.Path:
   """A workdir with one checkpoint, at `step`, of `tiny_config` (a 3-level U-Net at 32²) with `spread_state`'s networks."""
-  from sar2optical import checkpoint  # pylint: disable=g-import-not-at-top (keeps collection light)
-  from sar2optical.pixels import PixelSpec  # pylint: disable=g-import-not-at-top
+  from sar2optical.checkpoints import manager
+  from sar2optical.checkpoints.metadata import make_metadata
+  from sar2optical.model.pixels import PixelSpec  # pylint: disable=g-import-not-at-top
   config = tiny_config("unused", **{"model.in_channels": in_channels, "model.upsampling": upsampling, **overrides})
   _, state = spread_state(config)
-  checkpoints = checkpoint.Checkpoints(workdir)
-  checkpoints.save(step, state, None, checkpoint.make_metadata(config, PixelSpec(), step))
+  checkpoints = manager.Checkpoints(workdir)
+  checkpoints.save(step, state, None, make_metadata(config, PixelSpec(), step))
   checkpoints.wait()
   checkpoints.close()
   return workdir
@@ -124,7 +126,7 @@ def tiny_config(root, **overrides):
 def demo_root(tmp_path_factory) -> pathlib.Path:
   """A small synthetic SEN1-2-like set (6 pairs per class, 32²), made once per test session."""
   root = tmp_path_factory.mktemp("demo")
-  demo.generate(root, pairs_per_class=6, size=32, seed=0)
+  synthetic.generate(root, pairs_per_class=6, size=32, seed=0)
   return root
 
 
@@ -171,15 +173,16 @@ def tiny_workdir(demo_root, tmp_path_factory) -> pathlib.Path:
 def saved_state(workdir: pathlib.Path):
   """The latest saved TrainState of `workdir` on the host, restored with the config saved beside it."""
   import jax  # pylint: disable=g-import-not-at-top (keeps collection light)
-  from sar2optical import checkpoint  # pylint: disable=g-import-not-at-top
+  from sar2optical.checkpoints import manager
+  from sar2optical.checkpoints.metadata import config_from_metadata
   from sar2optical.training.mesh import make_mesh  # pylint: disable=g-import-not-at-top
   from sar2optical.training.recipe import make_recipe  # pylint: disable=g-import-not-at-top
   from sar2optical.training.state import abstract_state  # pylint: disable=g-import-not-at-top
-  from sar2optical.pixels import PixelSpec  # pylint: disable=g-import-not-at-top
-  checkpoints = checkpoint.Checkpoints(workdir, create=False)
+  from sar2optical.model.pixels import PixelSpec  # pylint: disable=g-import-not-at-top
+  checkpoints = manager.Checkpoints(workdir, create=False)
   try:
     step = checkpoints.latest_step()
-    config = checkpoint.config_from_metadata(checkpoints.metadata(step))
+    config = config_from_metadata(checkpoints.metadata(step))
     model = make_recipe(config, PixelSpec())
     abstract = abstract_state(model, make_mesh(), config.image_size, config.model.in_channels)
     return jax.device_get(checkpoints.restore(step, abstract))

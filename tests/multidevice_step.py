@@ -14,7 +14,7 @@ import numpy as np
 import optax
 
 from sar2optical.configs import pix2pix
-from sar2optical.pixels import PixelSpec
+from sar2optical.model.pixels import PixelSpec
 from sar2optical.training import mesh as mesh_lib
 from sar2optical.training import recipe as recipe_lib
 from sar2optical.training import state as state_lib

@@ -20,9 +20,9 @@ from conftest import REPO, file_digests, tiny_config
 from PIL import Image
 
 import sar2optical
-from sar2optical import evaluation
-from sar2optical.data import demo
-from sar2optical.errors import Sar2OpticalError
+from sar2optical.evaluation import workflow
+from sar2optical.data import synthetic
+from sar2optical.core.errors import Sar2OpticalError
 from sar2optical.training import loop
 
 SAR, OPTICAL = "agri/s1/ROIs1970_fall_s1_13_p{}.png", "agri/s2/ROIs1970_fall_s2_13_p{}.png"
@@ -54,7 +54,7 @@ class Case:
 
 def half_extracted(root: pathlib.Path) -> pathlib.Path:
   """SEN1-2's season folders with one scene's optical folder missing, as a cut-short tarball leaves them."""
-  demo.generate(root, pairs_per_class=1, size=32, layout="original")
+  synthetic.generate(root, pairs_per_class=1, size=32, layout="original")
   shutil.rmtree(root / "ROIs9000_spring" / "s2_1")
   return root
 
@@ -147,12 +147,12 @@ CASES = [
     Case("unwritable workdir", lambda tmp, ctx: train_on(two_pairs(tmp / "data"), a_file(tmp) / "run"),
          lambda tmp: str(tmp / "a_file" / "run")),
     # eval
-    Case("eval: workdir with no checkpoint", lambda tmp, ctx: lambda: evaluation.evaluate(tmp / "empty", split="all"),
+    Case("eval: workdir with no checkpoint", lambda tmp, ctx: lambda: workflow.evaluate(tmp / "empty", split="all"),
          lambda tmp: str(tmp / "empty")),
-    Case("eval: corrupt checkpoint", lambda tmp, ctx: lambda: evaluation.evaluate(
+    Case("eval: corrupt checkpoint", lambda tmp, ctx: lambda: workflow.evaluate(
         corrupt_checkpoint(tmp, ctx), split="all", output_dir=str(tmp / "out")),
          lambda tmp: str(tmp / "run" / "checkpoints" / "2")),
-    Case("eval: unwritable output folder", lambda tmp, ctx: lambda: evaluation.evaluate(
+    Case("eval: unwritable output folder", lambda tmp, ctx: lambda: workflow.evaluate(
         copied_run(tmp, ctx), split="all", output_dir=str(a_file(tmp) / "out")),
          lambda tmp: str(tmp / "a_file" / "out")),
     # predict

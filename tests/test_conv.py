@@ -1,12 +1,12 @@
-"""The convolutions of `sar2optical.ops.conv`: every form equals XLA's, with gradients; the platform picks the form."""
+"""The convolutions of `sar2optical.model.conv`: every form equals XLA's, with gradients; the platform picks the form."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sar2optical import models
-from sar2optical.ops import conv as conv_ops
+from sar2optical.model import networks
+from sar2optical.model import conv as conv_ops
 
 #: The equal computations of the transposed conv; "dilated" (`lax.conv_transpose`, JAX's gradient) is the reference.
 TRANSPOSE_FORMS = {
@@ -99,7 +99,7 @@ def test_generator_exports_for_cpu_and_cuda():
   Lowering for CUDA needs no GPU. The CUDA branch holds the input-dilated transposed convolution, the CPU
   branch (symbolic batch: sub-pixel form) none.
   """
-  generator = models.UNetGenerator(levels=3)
+  generator = networks.UNetGenerator(levels=3)
   sar = jax.random.uniform(jax.random.PRNGKey(1), (2, 32, 32, 1), minval=-1, maxval=1)
   variables = generator.init(jax.random.PRNGKey(0), sar, train=False)
   forward = lambda v, x: generator.apply(v, x, train=False)
@@ -121,7 +121,7 @@ def test_accelerator_form_subpixel_replaces_the_dilated_conv_on_cuda_only():
   sar = jnp.zeros((2, 4, 4, 1))
   lowered = {}
   for form in ("dilated", "subpixel"):
-    generator = models.UNetGenerator(levels=2, accelerator_form=form)
+    generator = networks.UNetGenerator(levels=2, accelerator_form=form)
     variables = generator.init(jax.random.PRNGKey(0), sar, train=False)
     lowered[form] = {platform: _mlir(lambda v, x: generator.apply(v, x, train=False), variables, sar,
                                      platforms=(platform,)) for platform in ("cpu", "cuda")}

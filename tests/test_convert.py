@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 from conftest import REPO, nhwc, randomise_running_stats, tiny_config
 
-from sar2optical import checkpoint, evaluation
-from sar2optical.errors import CheckpointError, ConfigError
-from sar2optical.trained_generator import load_generator
-from sar2optical.pixels import PixelSpec
-from sar2optical.pytorch import convert
-from sar2optical.pytorch import pth_files
+from sar2optical.checkpoints import manager
+from sar2optical.checkpoints.metadata import config_from_metadata
+from sar2optical.evaluation import workflow
+from sar2optical.core.errors import CheckpointError, ConfigError
+from sar2optical.inference.restore import load_generator
+from sar2optical.model.pixels import PixelSpec
+from sar2optical.interop import torch_import
+from sar2optical.core import pth_files
 from sar2optical.training import mesh as mesh_lib
 from sar2optical.training import recipe as recipe_lib
 from sar2optical.training import state as state_lib
@@ -58,7 +60,7 @@ def save_reference(torch_reference, directory: pathlib.Path, levels: int, in_cha
 def latest_state(workdir: pathlib.Path, config) -> state_lib.TrainState:
   model = recipe_lib.make_recipe(config, PixelSpec())
   abstract = state_lib.abstract_state(model, mesh_lib.make_mesh(), config.image_size, config.model.in_channels)
-  checkpoints = checkpoint.Checkpoints(workdir, create=False)
+  checkpoints = manager.Checkpoints(workdir, create=False)
   state = checkpoints.restore(checkpoints.latest_step(), abstract)
   checkpoints.close()
   return state
@@ -77,7 +79,7 @@ def max_differences(workdir: pathlib.Path, gen, disc) -> tuple[float, float]:
     expected_fake = nhwc(gen(to_torch(sar)))
     expected_logits = nhwc(disc(torch.cat([to_torch(sar), to_torch(optical)], 1)))
   state = latest_state(workdir, generator.config)
-  logits = generator.recipe.discriminator.apply({"params": state.d_params, "batch_stats": state.d_stats},
+  logits = recipe_lib.make_recipe(generator.config, PixelSpec()).discriminator.apply({"params": state.d_params, "batch_stats": state.d_stats},
                                                PixelSpec().to_model(sar), PixelSpec().to_model(optical), train=False)
   return float(np.abs(np.asarray(generator(sar)) - expected_fake).max()), float(np.abs(logits - expected_logits).max())
 
@@ -92,7 +94,7 @@ def test_cli_converts_without_torch_into_a_workdir_that_equals_pytorch(torch_ref
   result = subprocess.run([sys.executable, "-c", no_torch], cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert result.returncode == 0, result.stderr[-3000:]
-  config = checkpoint.config_from_metadata(checkpoint.Checkpoints(workdir, create=False).metadata(0))
+  config = config_from_metadata(manager.Checkpoints(workdir, create=False).metadata(0))
   assert (config.model.levels, config.model.in_channels, config.model.upsampling) == (5, 3, "none")
   assert (workdir / "config.json").is_file()
   g_difference, d_difference = max_differences(workdir, gen, disc)
@@ -103,7 +105,7 @@ def test_cli_converts_without_torch_into_a_workdir_that_equals_pytorch(torch_ref
     (5, 64, 3, "bilinear"), (5, 64, 1, "nearest"), (8, 256, 3, "none")])
 def test_converted_networks_equal_pytorch(torch_reference, tmp_path, levels, size, in_channels, upsampling):
   gen, disc = save_reference(torch_reference, tmp_path / "torch", levels, in_channels, upsampling)
-  convert.convert(tmp_path / "torch/gen.pth", tmp_path / "converted", torch_disc=tmp_path / "torch/disc.pth",
+  torch_import.convert(tmp_path / "torch/gen.pth", tmp_path / "converted", torch_disc=tmp_path / "torch/disc.pth",
                   upsampling=upsampling, image_size=size)
   g_difference, d_difference = max_differences(tmp_path / "converted", gen, disc)
   assert g_difference <= 1e-4 and d_difference <= 1e-4, (g_difference, d_difference)
@@ -111,9 +113,9 @@ def test_converted_networks_equal_pytorch(torch_reference, tmp_path, levels, siz
 
 def test_converted_workdir_is_scored_by_eval(torch_reference, demo_root, tmp_path):
   save_reference(torch_reference, tmp_path / "torch", levels=3, in_channels=3, upsampling="none")
-  convert.convert(tmp_path / "torch/gen.pth", tmp_path / "converted", image_size=32, data_root=str(demo_root))
-  assert not checkpoint.Checkpoints(tmp_path / "converted", create=False).has_data_iterator(0)
-  (result,) = evaluation.evaluate(tmp_path / "converted", split="all")
+  torch_import.convert(tmp_path / "torch/gen.pth", tmp_path / "converted", image_size=32, data_root=str(demo_root))
+  assert not manager.Checkpoints(tmp_path / "converted", create=False).has_data_iterator(0)
+  (result,) = workflow.evaluate(tmp_path / "converted", split="all")
   assert result["step"] == 0 and result["n"] == 24 and np.isfinite(result["overall"]["psnr"]["mean"])
 
 
@@ -122,7 +124,7 @@ def test_converted_workdir_is_scored_by_eval(torch_reference, demo_root, tmp_pat
 def test_upsampling_must_be_named_and_fit(torch_reference, tmp_path, upsampling, fragment):
   save_reference(torch_reference, tmp_path / "torch", levels=3, in_channels=1, upsampling="bilinear")
   with pytest.raises(CheckpointError, match=fragment):
-    convert.convert(tmp_path / "torch/gen.pth", tmp_path / "converted", upsampling=upsampling, image_size=32)
+    torch_import.convert(tmp_path / "torch/gen.pth", tmp_path / "converted", upsampling=upsampling, image_size=32)
 
 
 def test_unknown_missing_and_misshaped_keys_are_named(torch_reference, tmp_path):
@@ -134,7 +136,7 @@ def test_unknown_missing_and_misshaped_keys_are_named(torch_reference, tmp_path)
   state_dict["decoder.dec1.conv_block.1.running_var"] = torch.ones(7)
   torch.save(state_dict, tmp_path / "bad.pth")
   with pytest.raises(CheckpointError) as error:
-    convert.convert(tmp_path / "bad.pth", tmp_path / "converted", image_size=32)
+    torch_import.convert(tmp_path / "bad.pth", tmp_path / "converted", image_size=32)
   for fragment in (str(tmp_path / "bad.pth"), "missing key head.0.bias",
                    "unexpected key decoder.dec9.conv_block.0.weight", "mis-shaped decoder.dec1.conv_block.1.running_var"):
     assert fragment in str(error.value)
@@ -168,7 +170,7 @@ def test_pickled_code_is_refused_and_never_run(tmp_path, function, global_name):
   with pytest.raises(CheckpointError, match=f"refused to load global {global_name}"):
     pth_files.load_state_dict(tmp_path / "hostile.pth")
   with pytest.raises(CheckpointError, match="refused"):
-    convert.convert(tmp_path / "hostile.pth", tmp_path / "converted")
+    torch_import.convert(tmp_path / "hostile.pth", tmp_path / "converted")
   assert not marker.exists()
   pickle.loads(payload)  # the same bytes through a plain unpickler: the payload is live
   assert marker.exists()
@@ -272,10 +274,10 @@ def test_init_from_names_what_does_not_fit(demo_root, source, tmp_path, override
 def test_resuming_a_checkpoint_without_data_position(demo_root, source, tmp_path, caplog):
   """A converted-style checkpoint (no iterator position) resumes with fresh data; it wins over init_from."""
   config = tiny_config(demo_root, num_train_steps=3, log_every_steps=1, init_from="/nonexistent/run")
-  checkpoints = checkpoint.Checkpoints(source, create=False)
+  checkpoints = manager.Checkpoints(source, create=False)
   metadata = checkpoints.metadata(2)
   checkpoints.close()
-  copy = checkpoint.Checkpoints(tmp_path / "copy")
+  copy = manager.Checkpoints(tmp_path / "copy")
   copy.save(2, latest_state(source, config), None, metadata)
   copy.wait()
   copy.close()

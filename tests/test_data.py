@@ -16,7 +16,7 @@ from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import splits
 from sar2optical.data import pipeline
 from sar2optical.data import sources
-from sar2optical.errors import DataError
+from sar2optical.core.errors import DataError
 
 SEN12_COUNTS = {"agri": 33, "barrenland": 20, "grassland": 20, "urban": 21}
 
@@ -283,7 +283,7 @@ def _run_module(module: str, *args: str) -> subprocess.CompletedProcess:
 @requires_sen12
 def test_split_command_prints_counts_per_class_and_split(tmp_path):
   output = tmp_path / "split.json"
-  run = _run_module("sar2optical.data.split", f"--root={SEN12_ROOT}", "--kind=scene", f"--output={output}")
+  run = _run_module("sar2optical.commands.split", f"--root={SEN12_ROOT}", "--kind=scene", f"--output={output}")
   assert run.returncode == 0, run.stderr
   split = splits.read_split(output)
   pairs = pairs_lib.find_pairs(SEN12_ROOT)
@@ -296,7 +296,7 @@ def test_split_command_prints_counts_per_class_and_split(tmp_path):
   assert "scenes in more than one split: none" in run.stdout
   assert "eval.py --split=all" in run.stdout  # and where to report per class.
   assert run.stdout.count(" 20 (100%)") == 2
-  original = _run_module("sar2optical.data.split", f"--root={SEN12_ROOT}", f"--split_file={output}")
+  original = _run_module("sar2optical.commands.split", f"--root={SEN12_ROOT}", f"--split_file={output}")
   assert original.stdout.splitlines()[1:] == run.stdout.splitlines()[1:]
 
 
@@ -332,7 +332,7 @@ def test_check_reports_every_problem_with_its_path(tmp_path):
 
 @requires_sen12
 def test_check_command_on_real_sample():
-  run = _run_module("sar2optical.data.check", f"--root={SEN12_ROOT}")
+  run = _run_module("sar2optical.commands.check", f"--root={SEN12_ROOT}")
   assert run.returncode == 0, run.stderr
   assert run.stdout.splitlines() == [
       f"{SEN12_ROOT}: 94 pairs (agri 33, barrenland 20, grassland 20, urban 21)", "no problems found"]

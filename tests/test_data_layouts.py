@@ -14,17 +14,21 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from sar2optical import configuration
-from sar2optical.data import check, demo, pipeline, resolve, splits
+from sar2optical.configs import fields
+from sar2optical.data import check
+from sar2optical.data import synthetic
+from sar2optical.data import pipeline
+from sar2optical.data import resolve
+from sar2optical.data import splits
 from sar2optical.data import pairs as pairs_lib
-from sar2optical.errors import ConfigError, DataError
+from sar2optical.core.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
 def original_root(tmp_path_factory) -> pathlib.Path:
   """The demo set in SEN1-2's original layout: 4 seasons × 6 pairs of 32², scenes of up to 3 patches."""
   root = tmp_path_factory.mktemp("original")
-  demo.generate(root, pairs_per_class=6, size=32, layout="original")
+  synthetic.generate(root, pairs_per_class=6, size=32, layout="original")
   return root
 
 
@@ -87,7 +91,7 @@ def test_shared_pairs_rearranged_into_the_original_layout(tmp_path):
 
 def test_training_data_of_the_original_layout_with_a_season_filter(original_root, tmp_path):
   config = tiny_config(original_root, **{"data.seasons": "spring,summer,fall"})
-  configuration.validate(config)
+  fields.validate(config)
   run_data = resolve.resolve(config.data, tmp_path, seed=0, record=True)
   train = run_data.source("train")
   labels = {train.name_and_label(index)[1] for index in range(len(train))}
@@ -133,7 +137,7 @@ def test_names_without_a_scene_split_per_pair_with_a_warning(tmp_path, caplog):
 ])
 def test_bad_layout_fields_are_named(field, value, message):
   with pytest.raises(ConfigError, match=rf"^config\.{field}: {message}"):
-    configuration.validate(tiny_config("/data", **{field: value}))
+    fields.validate(tiny_config("/data", **{field: value}))
 
 
 # Bad input and check.
@@ -141,7 +145,7 @@ def test_bad_layout_fields_are_named(field, value, message):
 
 def test_half_extracted_season_names_the_scene_folders(original_root, tmp_path):
   root = tmp_path / "sen12"
-  demo.generate(root, pairs_per_class=6, size=32, layout="original")
+  synthetic.generate(root, pairs_per_class=6, size=32, layout="original")
   for number in (1, 2):
     os.rename(root / f"ROIs9000_spring/s2_{number}", tmp_path / f"s2_{number}")  # the tarball ended before them
   with pytest.raises(DataError, match=rf"^scene folder {root}/ROIs9000_spring/s1_1 has no twin folder "
@@ -162,7 +166,7 @@ def test_half_extracted_season_names_the_scene_folders(original_root, tmp_path):
 
 def test_mixed_layouts_name_a_folder_of_each(original_root, tmp_path):
   root = tmp_path / "mixed"
-  demo.generate(root, pairs_per_class=3, size=32, layout="original")
+  synthetic.generate(root, pairs_per_class=3, size=32, layout="original")
   _png(root / "agri" / "s1" / "ROIs1970_fall_s1_1_p1.png", 1)
   _png(root / "agri" / "s2" / "ROIs1970_fall_s2_1_p1.png", 3)
   with pytest.raises(DataError, match=rf"^{root} mixes layouts: class folders such as {root}/agri and SEN1-2 "
@@ -174,7 +178,7 @@ def test_mixed_layouts_name_a_folder_of_each(original_root, tmp_path):
 
 def test_check_groups_problems_by_season_and_scene_alike_in_worker_processes(tmp_path):
   root = tmp_path / "sen12"
-  demo.generate(root, pairs_per_class=6, size=32, layout="original")
+  synthetic.generate(root, pairs_per_class=6, size=32, layout="original")
   (root / "ROIs9000_fall/s2_5/ROIs9000_fall_s2_5_p2.png").write_bytes(b"cut short")
   (root / "ROIs9000_winter/s1_7/ROIs9000_winter_s1_7_p1.png").unlink()
   (root / "ROIs9000_summer/s1_9").mkdir()
@@ -191,7 +195,7 @@ def test_check_groups_problems_by_season_and_scene_alike_in_worker_processes(tmp
                          ids=["empty root", "unknown layout"])
 def test_check_calls_a_root_without_pairs_a_problem(tmp_path, make):
   make(tmp_path)
-  run = _run_module("sar2optical.data.check", f"--root={tmp_path}")
+  run = _run_module("sar2optical.commands.check", f"--root={tmp_path}")
   assert run.returncode == 1, run.stderr[-2000:]
   assert run.stdout.splitlines()[:3] == [f"{tmp_path}: 0 pairs (none)", "1 problems: 1 layout",
                                          f"{tmp_path}: 1 problem"]
@@ -204,7 +208,7 @@ def test_check_calls_a_root_without_pairs_a_problem(tmp_path, make):
 def test_tfds_build_of_the_original_layout_restarts_with_the_shards_it_finished(tmp_path):
   from sar2optical.data import build_tfds, sources  # pylint: disable=g-import-not-at-top (TFDS takes seconds)
   root, data_dir = tmp_path / "sen12", tmp_path / "tfds"
-  demo.generate(root, pairs_per_class=6, size=32, layout="original")
+  synthetic.generate(root, pairs_per_class=6, size=32, layout="original")
   split = splits.make_split(pairs_lib.find_pairs(root), seed=0)
   last = root / split["data"]["test"][-1]
   intact = last.read_bytes()
@@ -228,18 +232,18 @@ def test_tfds_build_of_the_original_layout_restarts_with_the_shards_it_finished(
 @requires_sen12
 def test_split_command_on_the_original_layout_with_a_season_filter(tmp_path):
   root = _rearranged(tmp_path / "sen12")
-  run = _run_module("sar2optical.data.split", f"--root={root}", "--seasons=fall", f"--output={tmp_path / 'split.json'}")
+  run = _run_module("sar2optical.commands.split", f"--root={root}", "--seasons=fall", f"--output={tmp_path / 'split.json'}")
   assert run.returncode == 0, run.stderr[-2000:]
   assert f"of 61 pairs in {root}" in run.stdout and "scenes in more than one split: none" in run.stdout
   assert [line.split()[0] for line in run.stdout.splitlines()[2:4]] == ["fall", "all"]
-  bad = _run_module("sar2optical.data.split", f"--root={root}", "--scene_pattern=ROIs", "--output=x.json")
+  bad = _run_module("sar2optical.commands.split", f"--root={root}", "--scene_pattern=ROIs", "--output=x.json")
   assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
       "error: the scene pattern (config.data.scene_pattern, --scene_pattern): needs a group named scene, "
       "e.g. (?P<scene>[a-z]+_\\d+); got 'ROIs'")
 
 
 def test_an_empty_season_folder_is_named(tmp_path):
-  demo.generate(tmp_path, pairs_per_class=3, size=32, layout="original")
+  synthetic.generate(tmp_path, pairs_per_class=3, size=32, layout="original")
   (tmp_path / "ROIs2017_winter").mkdir()
   with pytest.raises(DataError, match=rf"^folder {tmp_path}/ROIs2017_winter has no images in s1_<n>/ or s2_<n>/"):
     pairs_lib.find_pairs(tmp_path)

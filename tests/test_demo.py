@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sar2optical.data import demo
-from sar2optical.errors import ConfigError, DataError
+from sar2optical.data import synthetic
+from sar2optical.core.errors import ConfigError, DataError
 
 _PAIRS = 3
 _SIZE = 64
@@ -19,7 +19,7 @@ _SCENE = re.compile(r"^(ROIs\d+)_([A-Za-z]+)_s[12]_(\d+)_p(\d+)")
 
 def _generate(root: pathlib.Path, seed: int = 0) -> pathlib.Path:
   """Writes a small demo set to `root` and returns `root`."""
-  assert demo.generate(root, pairs_per_class=_PAIRS, size=_SIZE, seed=seed) == 4 * _PAIRS
+  assert synthetic.generate(root, pairs_per_class=_PAIRS, size=_SIZE, seed=seed) == 4 * _PAIRS
   return root
 
 
@@ -59,9 +59,9 @@ def _blocks(image: np.ndarray, k: int = 4) -> np.ndarray:
 
 
 def test_layout_and_names(demo_set: pathlib.Path) -> None:
-  assert sorted(p.name for p in demo_set.iterdir()) == ["README.md", *demo.CLASSES]
+  assert sorted(p.name for p in demo_set.iterdir()) == ["README.md", *synthetic.CLASSES]
   scenes = {}
-  for name in demo.CLASSES:
+  for name in synthetic.CLASSES:
     s1 = sorted(p.name for p in (demo_set / name / "s1").iterdir())
     s2 = sorted(p.name for p in (demo_set / name / "s2").iterdir())
     assert len(s1) == _PAIRS
@@ -75,8 +75,8 @@ def test_layout_and_names(demo_set: pathlib.Path) -> None:
 
 
 def test_scenes_spread_patches(tmp_path: pathlib.Path) -> None:
-  demo.generate(tmp_path, pairs_per_class=24, size=32)
-  for name in demo.CLASSES:
+  synthetic.generate(tmp_path, pairs_per_class=24, size=32)
+  for name in synthetic.CLASSES:
     patches = {}
     for s1 in (tmp_path / name / "s1").iterdir():
       _, _, scene, patch = _SCENE.match(s1.name).groups()
@@ -86,7 +86,7 @@ def test_scenes_spread_patches(tmp_path: pathlib.Path) -> None:
 
 
 def test_modes_and_sizes(demo_set: pathlib.Path) -> None:
-  for name in demo.CLASSES:
+  for name in synthetic.CLASSES:
     for s1 in (demo_set / name / "s1").iterdir():
       with Image.open(s1) as sar, Image.open(_twin(s1)) as opt:
         assert (sar.format, sar.mode, sar.size) == ("PNG", "L", (_SIZE, _SIZE))
@@ -97,7 +97,7 @@ def test_same_seed_is_identical_other_seed_differs(
     demo_set: pathlib.Path, tmp_path: pathlib.Path) -> None:
   again = _generate(tmp_path / "again")
   other = _generate(tmp_path / "other", seed=1)
-  for name in demo.CLASSES:
+  for name in synthetic.CLASSES:
     for (s1, s2), (a1, a2), (o1, o2) in zip(
         _pairs(demo_set, name), _pairs(again, name), _pairs(other, name)):
       np.testing.assert_array_equal(s1, a1)
@@ -108,7 +108,7 @@ def test_same_seed_is_identical_other_seed_differs(
 
 def test_sar_follows_optical(demo_set: pathlib.Path) -> None:
   means = {}
-  for name in demo.CLASSES:
+  for name in synthetic.CLASSES:
     pairs = _pairs(demo_set, name)
     sar = np.concatenate([_blocks(s1)[:, 0] for s1, _ in pairs])
     twin = np.concatenate([_blocks(s2) for _, s2 in pairs])
@@ -125,7 +125,7 @@ def test_sar_follows_optical(demo_set: pathlib.Path) -> None:
 def test_readme_says_synthetic(demo_set: pathlib.Path) -> None:
   text = (demo_set / "README.md").read_text()
   assert "SYNTHETIC" in text
-  assert "sar2optical.data.demo" in text
+  assert "sar2optical.data.synthetic" in text
   assert "seed 0" in text
   assert "mean nothing" in text
 
@@ -133,7 +133,7 @@ def test_readme_says_synthetic(demo_set: pathlib.Path) -> None:
 def test_refuses_foreign_directory(tmp_path: pathlib.Path) -> None:
   (tmp_path / "notes.txt").write_text("mine")
   with pytest.raises(DataError, match=re.escape(str(tmp_path))):
-    demo.generate(tmp_path, pairs_per_class=1, size=32)
+    synthetic.generate(tmp_path, pairs_per_class=1, size=32)
   assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
@@ -141,13 +141,13 @@ def test_refuses_file(tmp_path: pathlib.Path) -> None:
   path = tmp_path / "file"
   path.write_text("")
   with pytest.raises(DataError, match=re.escape(str(path))):
-    demo.generate(path, pairs_per_class=1, size=32)
+    synthetic.generate(path, pairs_per_class=1, size=32)
 
 
 def test_overwrites_previous_demo_set(tmp_path: pathlib.Path) -> None:
   _generate(tmp_path)
-  assert demo.generate(tmp_path, pairs_per_class=1, size=32, seed=2) == 4
-  for name in demo.CLASSES:
+  assert synthetic.generate(tmp_path, pairs_per_class=1, size=32, seed=2) == 4
+  for name in synthetic.CLASSES:
     for sensor in ("s1", "s2"):
       assert len(list((tmp_path / name / sensor).iterdir())) == 1
   assert "seed 2" in (tmp_path / "README.md").read_text()
@@ -156,14 +156,14 @@ def test_overwrites_previous_demo_set(tmp_path: pathlib.Path) -> None:
 @pytest.mark.parametrize("kwargs", [{"pairs_per_class": 0}, {"size": 8}, {"seed": -1}])
 def test_rejects_bad_arguments(tmp_path: pathlib.Path, kwargs: dict[str, int]) -> None:
   with pytest.raises(ConfigError, match=next(iter(kwargs))):
-    demo.generate(tmp_path / "out", **kwargs)
+    synthetic.generate(tmp_path / "out", **kwargs)
   assert not (tmp_path / "out").exists()
 
 
 def test_command_line(tmp_path: pathlib.Path) -> None:
   out = tmp_path / "cli"
   done = subprocess.run(
-      [sys.executable, "-m", "sar2optical.data.demo", f"--output={out}", "--pairs_per_class=1",
+      [sys.executable, "-m", "sar2optical.commands.demo_data", f"--output={out}", "--pairs_per_class=1",
        "--size=32"],
       capture_output=True, text=True, check=True)
   assert "Wrote 4 synthetic SAR/optical pairs" in done.stdout

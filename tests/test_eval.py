@@ -11,13 +11,15 @@ import pytest
 from conftest import SEN12_ROOT, requires_sen12, tiny_config
 from PIL import Image
 
-from sar2optical import evaluation, metrics, scoring
+from sar2optical.evaluation import workflow
+from sar2optical.metrics import distortion
+from sar2optical.metrics import scoring
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import sources
 from sar2optical.data.images import load_image
-from sar2optical.errors import DataError
-from sar2optical.pixels import PixelSpec
-from sar2optical.trained_generator import load_generator
+from sar2optical.core.errors import DataError
+from sar2optical.model.pixels import PixelSpec
+from sar2optical.inference.restore import load_generator
 from sar2optical.training import recipe as recipe_lib
 from sar2optical.training import state as state_lib
 from sar2optical.training import loop
@@ -30,7 +32,7 @@ def test_metrics_agree_with_scikit_image_on_real_pairs():
   targets = np.stack([load_image(p, "RGB", None) for p in paths]).astype(np.float64) / 255
   rng = np.random.default_rng(0)
   predictions = np.clip(np.roll(targets, 1, axis=0) * 0.5 + targets * 0.5 + rng.normal(0, 0.05, targets.shape), 0, 1)
-  ours = jax.device_get(metrics.image_metrics(np.float32(predictions), np.float32(targets)))
+  ours = jax.device_get(distortion.image_metrics(np.float32(predictions), np.float32(targets)))
   for i in range(len(paths)):
     ssim = skimage_metrics.structural_similarity(predictions[i], targets[i], gaussian_weights=True, sigma=1.5,
                                                  use_sample_covariance=False, data_range=1, channel_axis=-1)
@@ -42,15 +44,15 @@ def test_metrics_agree_with_scikit_image_on_real_pairs():
 
 def test_derangement_has_no_fixed_point_and_is_seeded():
   for n in (2, 3, 10, 97):
-    order = metrics.derangement(n, seed=1)
+    order = distortion.derangement(n, seed=1)
     assert sorted(order) == list(range(n)) and np.all(order != np.arange(n))
-  np.testing.assert_array_equal(metrics.derangement(50, 3), metrics.derangement(50, 3))
-  assert not np.array_equal(metrics.derangement(50, 3), metrics.derangement(50, 4))
+  np.testing.assert_array_equal(distortion.derangement(50, 3), distortion.derangement(50, 3))
+  assert not np.array_equal(distortion.derangement(50, 3), distortion.derangement(50, 4))
 
 
 def test_aggregate_per_class():
   values = {"psnr": np.array([10.0, 20.0, 30.0, 40.0])}
-  result = metrics.aggregate(values, ["a", "b", "a", "b"])
+  result = distortion.aggregate(values, ["a", "b", "a", "b"])
   assert result["n"] == 4 and result["overall"]["psnr"] == {"mean": 25.0, "std": pytest.approx(np.std([10, 20, 30, 40]))}
   assert result["per_class"]["a"] == {"n": 2, "psnr": {"mean": 20.0, "std": 10.0}}
   assert result["per_class"]["b"] == {"n": 2, "psnr": {"mean": 30.0, "std": 10.0}}
@@ -91,7 +93,7 @@ def workdir(tiny_workdir) -> pathlib.Path:
 
 
 def test_outputs_follow_the_schema(workdir, tmp_path):
-  results = evaluation.evaluate(workdir, split="all", steps="all", batch_size=4, output_dir=str(tmp_path),
+  results = workflow.evaluate(workdir, split="all", steps="all", batch_size=4, output_dir=str(tmp_path),
                                 grid_pairs=3)
   assert [r["step"] for r in results] == [1, 2]
   result = json.loads((tmp_path / "step_2" / "metrics.json").read_text())
@@ -99,7 +101,7 @@ def test_outputs_follow_the_schema(workdir, tmp_path):
   assert result["n"] == 24 and set(result["per_class"]) == {"agri", "barrenland", "grassland", "urban"}
   for block in [result["overall"], *(c for c in result["per_class"].values()),
                 *(f["overall"] for f in result["floors"].values())]:
-    assert set(block) >= set(metrics.METRICS) and all(set(block[m]) == {"mean", "std"} for m in metrics.METRICS)
+    assert set(block) >= set(distortion.METRICS) and all(set(block[m]) == {"mean", "std"} for m in distortion.METRICS)
   assert set(result["floors"]) == {"mean_colour", "other_target"}
   assert result["floors"]["mean_colour"]["source"].startswith("training split")
   rows = (tmp_path / "step_2" / "per_image.csv").read_text().splitlines()
@@ -107,16 +109,16 @@ def test_outputs_follow_the_schema(workdir, tmp_path):
   assert rows[1].split(",")[0].endswith(".png") and rows[1].split(",")[1] in result["per_class"]
   assert Image.open(tmp_path / "step_2" / "grid.png").size == (3 * 32, 3 * 32)
   assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
-  assert "floor: other_target" in evaluation.format_table(result)
+  assert "floor: other_target" in workflow.format_table(result)
 
 
 def test_steps_of_one_run_share_one_compiled_scorer(workdir):
   """eval --steps=all compiles the scorer once for the checkpoints of one run; another mode needs its own."""
   first, second = (load_generator(workdir, step) for step in (1, 2))
-  evaluator = evaluation.evaluator_for(first, 4, None)
-  assert evaluation.evaluator_for(second, 4, evaluator) is evaluator
-  assert evaluation.evaluator_for(load_generator(workdir, 2, "train"), 4, evaluator) is not evaluator
-  assert evaluation.evaluator_for(second, 8, evaluator) is not evaluator
+  evaluator = workflow.evaluator_for(first, 4, None)
+  assert workflow.evaluator_for(second, 4, evaluator) is evaluator
+  assert workflow.evaluator_for(load_generator(workdir, 2, "train"), 4, evaluator) is not evaluator
+  assert workflow.evaluator_for(second, 8, evaluator) is not evaluator
 
 
 def test_per_image_csv_round_trips_paths_with_commas(workdir, demo_root, tmp_path):
@@ -124,10 +126,10 @@ def test_per_image_csv_round_trips_paths_with_commas(workdir, demo_root, tmp_pat
   root = tmp_path / "data"
   shutil.copytree(demo_root, root)
   (root / "urban").rename(root / "urban, north")
-  (result,) = evaluation.evaluate(workdir, data_root=str(root), split="all", output_dir=str(tmp_path / "out"))
+  (result,) = workflow.evaluate(workdir, data_root=str(root), split="all", output_dir=str(tmp_path / "out"))
   with open(tmp_path / "out" / "step_2" / "per_image.csv", newline="") as file:
     header, *rows = list(csv.reader(file))
-  assert header == ["s1_path", "class", *metrics.METRICS] and len(rows) == result["n"] == 24
+  assert header == ["s1_path", "class", *distortion.METRICS] and len(rows) == result["n"] == 24
   commas = [row for row in rows if row[1] == "urban, north"]
   assert len(commas) == 6 and all(row[0].startswith("urban, north/s1/") for row in commas)
   assert [row[0] for row in rows] == sorted(row[0] for row in rows)  # scored in s1-path order
@@ -136,14 +138,14 @@ def test_per_image_csv_round_trips_paths_with_commas(workdir, demo_root, tmp_pat
 
 @pytest.mark.parametrize("mode, batch_size", [("eval", 5), ("train", 5)])
 def test_both_inference_modes_run_and_are_recorded(workdir, tmp_path, mode, batch_size):
-  (result,) = evaluation.evaluate(workdir, split="all", mode=mode, batch_size=batch_size, output_dir=str(tmp_path))
+  (result,) = workflow.evaluate(workdir, split="all", mode=mode, batch_size=batch_size, output_dir=str(tmp_path))
   assert result["mode"] == mode and result["batch_size"] == batch_size and result["n"] == 24
   assert np.isfinite(result["overall"]["psnr"]["mean"])
 
 
 def test_train_mode_needs_two_images(workdir):
   with pytest.raises(Exception, match="--batch_size"):
-    evaluation.evaluate(workdir, split="all", mode="train", batch_size=1)
+    workflow.evaluate(workdir, split="all", mode="train", batch_size=1)
 
 
 def test_split_naming_missing_files_is_reported(workdir, tmp_path):
@@ -154,7 +156,7 @@ def test_split_naming_missing_files_is_reported(workdir, tmp_path):
   split["data"]["test"].append("urban/s1/ROIs9000_demo_s1_999_p1.png")
   (bad / "split.json").write_text(json.dumps(split))
   with pytest.raises(DataError, match="ROIs9000_demo_s1_999_p1.png"):
-    evaluation.evaluate(bad, split="test")
+    workflow.evaluate(bad, split="test")
 
 
 def test_validation_during_training_keeps_the_best_checkpoint(demo_root, tmp_path):
@@ -169,7 +171,7 @@ def test_validation_during_training_keeps_the_best_checkpoint(demo_root, tmp_pat
   assert best["step"] == max(val_psnr, key=val_psnr.get) and best["val_psnr"] == pytest.approx(val_psnr[best["step"]])
   kept = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
   assert kept == sorted({4, best["step"]})
-  (result,) = evaluation.evaluate(tmp_path, split="val", steps="best", output_dir=str(tmp_path / "eval_best"))
+  (result,) = workflow.evaluate(tmp_path, split="val", steps="best", output_dir=str(tmp_path / "eval_best"))
   assert result["step"] == best["step"]
   assert result["overall"]["psnr"]["mean"] == pytest.approx(best["val_psnr"], abs=1e-4)
 
@@ -177,11 +179,12 @@ def test_validation_during_training_keeps_the_best_checkpoint(demo_root, tmp_pat
 def test_fid_kid_lpips_and_saved_images(workdir, tmp_path, random_feature_weights):
   """--fid --lpips --save_images: FID/KID beside PSNR overall and per class (with n), LPIPS per image and as
   mean ± std, for the model and the floors; the saved PNGs and listed targets give back the reported FID."""
-  from sar2optical.feature_metrics import distances, weights  # pylint: disable=g-import-not-at-top
+  from sar2optical.metrics import distances
+  from sar2optical.metrics import feature_weights
   (inception, inception_sha), (alexnet, alexnet_sha) = random_feature_weights.values()
-  options = evaluation.FeatureOptions(fid=True, lpips=True, fid_weights=str(inception), fid_weights_sha256=inception_sha,
+  options = workflow.FeatureOptions(fid=True, lpips=True, fid_weights=str(inception), fid_weights_sha256=inception_sha,
                                       lpips_backbone_weights=str(alexnet), lpips_backbone_weights_sha256=alexnet_sha)
-  (result,) = evaluation.evaluate(workdir, split="all", batch_size=8, output_dir=str(tmp_path), features=options,
+  (result,) = workflow.evaluate(workdir, split="all", batch_size=8, output_dir=str(tmp_path), features=options,
                                   save_images=True)
   saved = json.loads((tmp_path / "step_2" / "metrics.json").read_text())
   assert saved["overall"]["fid"] == result["overall"]["fid"]
@@ -199,13 +202,13 @@ def test_fid_kid_lpips_and_saved_images(workdir, tmp_path, random_feature_weight
   assert record["lpips"]["weights"]["backbone"]["sha256"] == alexnet_sha and record["lpips"]["weights"]["linear"]["published_file"]
   with open(tmp_path / "step_2" / "per_image.csv", newline="") as file:
     header, *rows = list(csv.reader(file))
-  assert header == ["s1_path", "class", *metrics.METRICS, "lpips"] and len(rows) == 24
+  assert header == ["s1_path", "class", *distortion.METRICS, "lpips"] and len(rows) == 24
   assert np.mean([float(row[-1]) for row in rows]) == pytest.approx(result["overall"]["lpips"]["mean"], abs=1e-5)
-  assert "FID" in evaluation.format_table(result) and "warning: only 24 images" in evaluation.format_table(result)
+  assert "FID" in workflow.format_table(result) and "warning: only 24 images" in workflow.format_table(result)
   generated = [tmp_path / "step_2" / "images" / row[0] for row in rows]
   targets = (tmp_path / "step_2" / "targets.txt").read_text().splitlines()
   assert all(path.is_file() for path in generated) and len(targets) == 24 and all(pathlib.Path(t).is_file() for t in targets)
-  network, _ = weights.fid_network("standard", str(inception), inception_sha)
+  network, _ = feature_weights.fid_network("standard", str(inception), inception_sha)
   features = [np.concatenate([np.asarray(network(np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths[i:i + 8]])))
                               for i in range(0, 24, 8)]) for paths in (generated, targets)]
   assert distances.fid(*features).value == pytest.approx(fid["value"], rel=1e-4)

@@ -24,11 +24,14 @@ from conftest import REPO, file_digests, finish, saved_state, spread_generator, 
 from PIL import Image
 from test_bad_input import SAR, train_on, two_pairs
 
-from sar2optical import checkpoint, evaluation, translation, workdir_lock
+from sar2optical.checkpoints import manager
+from sar2optical.evaluation import workflow
+from sar2optical.inference import tile_engine
+from sar2optical.training import lock
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import splits
-from sar2optical.errors import DataError, DiskFull, WorkdirInUse
-from sar2optical.pixels import SarScaling
+from sar2optical.core.errors import DataError, DiskFull, WorkdirInUse
+from sar2optical.model.pixels import SarScaling
 
 
 @contextlib.contextmanager
@@ -61,7 +64,7 @@ def test_a_full_disk_stops_training_in_one_line_and_the_same_command_resumes_bit
   """Room for the checkpoint of step 2 and half of the next: the save of step 4 fails, step 2 stays."""
   with small_disk(tmp_path / "disk", 160) as disk:
     workdir = disk / "run"
-    filler = fill(disk, leave=int(1.5 * checkpoint.latest_bytes(straight_run)) + 4 * 2**20)
+    filler = fill(disk, leave=int(1.5 * manager.latest_bytes(straight_run)) + 4 * 2**20)
     status, log = finish(start(train_command(workdir, demo_root)))
     last = log.strip().splitlines()[-1]
     assert status == 2 and re.fullmatch(rf"error: the disk of {workdir} is full \([\d.]+ MB free, about [\d.]+ MB "
@@ -86,11 +89,11 @@ def test_predict_on_a_full_disk_stops_leaves_no_partial_output_and_a_rerun_compl
   rng = np.random.default_rng(0)
   for index in range(8):
     Image.fromarray(rng.integers(0, 256, (480, 640), np.uint8)).save(inputs / f"scene{index}.png")
-  found = translation.find_inputs(str(inputs))
-  options = translation.Options(batch_size=32)
+  found = tile_engine.find_inputs(str(inputs))
+  options = tile_engine.Options(batch_size=32)
   with small_disk(tmp_path / "disk", 10) as disk:
     filler = fill(disk, leave=2 * 2**20)
-    summary = translation.translate_files(generator, found, disk, options)
+    summary = tile_engine.translate_files(generator, found, disk, options)
     assert summary.failed >= 1 and all("No space left on device" in error for error in summary.errors), summary
     assert summary.not_started >= 4 and summary.translated + summary.failed + summary.not_started == 8, summary
     assert re.fullmatch(rf"the disk of {disk} is full \(\d+\.\d MB free, at most \d+\.\d MB needed for the "
@@ -101,7 +104,7 @@ def test_predict_on_a_full_disk_stops_leaves_no_partial_output_and_a_rerun_compl
         ["filler", *(f"scene{index}.png" for index in range(summary.translated))])  # no .partial file
     written = file_digests(disk)
     filler.unlink()
-    summary = translation.translate_files(generator, found, disk, options)
+    summary = tile_engine.translate_files(generator, found, disk, options)
     assert (summary.translated, summary.skipped, summary.failed) == (8 - len(written) + 1, len(written) - 1, 0)
     assert summary.disk_full is None
     with Image.open(disk / "scene7.png") as image:
@@ -113,7 +116,7 @@ def test_eval_on_a_full_disk_says_the_space_needed_and_leaves_no_partial_file(ti
     fill(disk, leave=8192)
     with pytest.raises(DiskFull, match=rf"^the disk of {disk} is full \(0\.0 MB free, about \d+\.\d MB needed\): "
                        r"free space there \(or pass another --output_dir\) and run the same command again$"):
-      evaluation.evaluate(tiny_workdir, split="all", output_dir=str(disk))
+      workflow.evaluate(tiny_workdir, split="all", output_dir=str(disk))
     assert not [path for path in disk.rglob("*") if path.name.startswith(".")]
 
 
@@ -142,11 +145,11 @@ def test_a_second_run_on_a_workdir_in_use_refuses_and_eval_reads_whole_steps_onl
     assert second.returncode == 2, second.stderr[-3000:]
     assert second.stderr.strip().splitlines()[-1].startswith(
         f"error: the workdir {workdir} is in use by a training run on host {socket.gethostname()}, pid {first.pid}, ")
-    latest, = evaluation.evaluate(workdir, split="val", steps="latest", output_dir=str(tmp_path / "eval"))
+    latest, = workflow.evaluate(workdir, split="val", steps="latest", output_dir=str(tmp_path / "eval"))
     scored = [latest["step"]]
     while first.poll() is None and "was deleted by the training run" not in caplog.text:
       assert time.monotonic() < deadline, (scored, caplog.text[-2000:])
-      scored += [result["step"] for result in evaluation.evaluate(workdir, split="val", steps="all",
+      scored += [result["step"] for result in workflow.evaluate(workdir, split="val", steps="all",
                                                                   output_dir=str(tmp_path / "eval"))]
   finally:
     first.kill()
@@ -159,20 +162,20 @@ def test_a_second_run_on_a_workdir_in_use_refuses_and_eval_reads_whole_steps_onl
 def test_a_lock_left_by_a_killed_run_is_taken_over_with_a_log_line(tmp_path, caplog):
   workdir = tmp_path / "run"
   workdir.mkdir()
-  killed = subprocess.Popen([sys.executable, "-c", "import pathlib, sys, time; from sar2optical import "
-                             "workdir_lock; lock = workdir_lock.held(pathlib.Path(sys.argv[1])); lock.__enter__(); "
+  killed = subprocess.Popen([sys.executable, "-c", "import pathlib, sys, time; from sar2optical.training import "
+                             "lock as workdir_lock; lock = workdir_lock.held(pathlib.Path(sys.argv[1])); lock.__enter__(); "
                              "print('held', flush=True); time.sleep(600)", str(workdir)],
                             cwd=REPO, stdout=subprocess.PIPE, text=True)
   assert killed.stdout.readline() == "held\n"
   with pytest.raises(WorkdirInUse, match=rf"in use by a training run on host \S+, pid {killed.pid}, started "):
-    with workdir_lock.held(workdir):
+    with lock.held(workdir):
       pass
   killed.kill()
   killed.wait()
   caplog.set_level("INFO")
-  with workdir_lock.held(workdir):
+  with lock.held(workdir):
     assert f"Took over the lock of a training run on host {socket.gethostname()}, pid {killed.pid}" in caplog.text
-  assert (workdir / workdir_lock.LOCK_FILE).read_text() == ""  # a run that ends leaves no holder
+  assert (workdir / lock.LOCK_FILE).read_text() == ""  # a run that ends leaves no holder
 
 
 # Hostile or huge inputs
@@ -228,9 +231,9 @@ HOSTILE = [
 def test_hostile_inputs_fail_by_name_before_memory_or_time_blow_up(make, message, tmp_path):
   (tmp_path / "in").mkdir()
   make(tmp_path / "in" / "scene")
-  found = translation.find_inputs(str(tmp_path / "in"))
+  found = tile_engine.find_inputs(str(tmp_path / "in"))
   began = time.monotonic()
-  summary = translation.translate_files(spread_generator(tiny_config("unused")), found, tmp_path / "out")
+  summary = tile_engine.translate_files(spread_generator(tiny_config("unused")), found, tmp_path / "out")
   assert summary.failed == 1 and re.search(message, summary.errors[0]), summary.errors
   assert str(found[0][0]) in summary.errors[0] and time.monotonic() - began < 30
   assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
@@ -240,9 +243,9 @@ def test_a_tiff_whose_sample_type_lies_fails_by_name(tmp_path):
   """float32 dB declared, a quarter of the bytes stored (8-bit data): the first read fails, named."""
   (tmp_path / "in").mkdir()
   (tmp_path / "in" / "scene.tif").write_bytes(tiff_declaring(64, 64, 1, 32, bytes(64 * 64), sample_format=3))
-  found = translation.find_inputs(str(tmp_path / "in"))
-  options = translation.Options(sar=SarScaling(units="db"))
-  summary = translation.translate_files(spread_generator(tiny_config("unused")), found, tmp_path / "out", options)
+  found = tile_engine.find_inputs(str(tmp_path / "in"))
+  options = tile_engine.Options(sar=SarScaling(units="db"))
+  summary = tile_engine.translate_files(spread_generator(tiny_config("unused")), found, tmp_path / "out", options)
   assert summary.failed == 1 and re.search(r"cannot (open raster|read rows 0-\d+ of) ", summary.errors[0])
   assert str(found[0][0]) in summary.errors[0] and not (tmp_path / "out" / "scene.tif").exists()
 
@@ -261,9 +264,9 @@ def test_a_broken_overview_and_a_symlink_loop_do_not_stop_predict(tmp_path):
   geotiff_with_broken_overview(inputs / "sub" / "scene.tif")
   (inputs / "sub" / "loop").symlink_to(inputs)
   (inputs / "self.png").symlink_to(inputs / "self.png")
-  found = translation.find_inputs(str(inputs))
+  found = tile_engine.find_inputs(str(inputs))
   assert [relative for _, relative in found] == [pathlib.Path("sub/scene.tif")]
-  summary = translation.translate_files(spread_generator(tiny_config("unused")), found, tmp_path / "out")
+  summary = tile_engine.translate_files(spread_generator(tiny_config("unused")), found, tmp_path / "out")
   assert (summary.translated, summary.failed) == (1, 0), summary.errors
 
 

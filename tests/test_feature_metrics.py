@@ -14,7 +14,8 @@ import pytest
 from conftest import SEN12_ROOT, requires_sen12
 from PIL import Image
 
-from sar2optical.feature_metrics import distances, weights
+from sar2optical.metrics import distances
+from sar2optical.metrics import feature_weights
 
 pytestmark = requires_sen12
 
@@ -76,7 +77,7 @@ def reference_features(torch, model, images: np.ndarray) -> np.ndarray:
 def features(fid_reference):
   """Ours and pytorch-fid's features of 16 agri and 16 urban optical images (256², real)."""
   torch, model, path, digest = fid_reference
-  network, record = weights.fid_network("standard", str(path), digest)
+  network, record = feature_weights.fid_network("standard", str(path), digest)
   assert record["sha256"] == digest and not record["published_file"]
   images = {label: real_optical(label, 16) for label in ("agri", "urban")}
   ours = {label: np.concatenate([np.asarray(network(images[label][i:i + 8])) for i in (0, 8)])
@@ -134,7 +135,7 @@ def test_lpips_equals_the_lpips_package(tmp_path, net):
   variance_preserving(torch, reference.net, seed=1)
   backbone = {f"features.{key.split('.', 1)[1]}": value for key, value in reference.net.state_dict().items()}
   digest = save(torch, backbone, tmp_path / "backbone.pth")
-  network, record = weights.lpips_network(net, None, None, str(tmp_path / "backbone.pth"), digest)
+  network, record = feature_weights.lpips_network(net, None, None, str(tmp_path / "backbone.pth"), digest)
   assert record["linear"]["published_file"]  # the installed package's shipped linear weights
   a, b = real_optical("agri", 4, 64), real_optical("urban", 4, 64)
   ours = np.asarray(network(a, b))
@@ -155,7 +156,7 @@ def test_sar2optical_variant_equals_torchvision_inception_logits(tmp_path):
   variance_preserving(torch, model, seed=2)
   model.eval()
   digest = save(torch, model.state_dict(), tmp_path / "inception.pth")
-  network, record = weights.fid_network("sar2optical", str(tmp_path / "inception.pth"), digest)
+  network, record = feature_weights.fid_network("sar2optical", str(tmp_path / "inception.pth"), digest)
   images = real_optical("grassland", 4)
   ours = np.asarray(network(images))
   transform = v2.Compose([v2.Resize(342), v2.CenterCrop(299), v2.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from conftest import nhwc, randomise_running_stats, torch_state_dict
 
-from sar2optical import models
+from sar2optical.model import networks
 from sar2optical.configs import pix2pix
-from sar2optical.ops import conv as conv_ops
-from sar2optical.pixels import PixelSpec
-from sar2optical.pytorch import weights as torch_weights
+from sar2optical.model import conv as conv_ops
+from sar2optical.model.pixels import PixelSpec
+from sar2optical.interop import torch_names as torch_weights
 from sar2optical.training import recipe as recipe_lib
 from sar2optical.training import state as state_lib
 from sar2optical.training import step as step_lib
@@ -30,21 +30,21 @@ def shapes(module, *inputs):
 def test_parameter_counts_equal_the_original(in_channels, g_params, d_params):
   sar = jnp.zeros((1, 256, 256, in_channels))
   optical = jnp.zeros((1, 256, 256, 3))
-  assert count(shapes(models.UNetGenerator(), sar)["params"]) == g_params
-  assert count(shapes(models.PatchDiscriminator(), sar, optical)["params"]) == d_params
+  assert count(shapes(networks.UNetGenerator(), sar)["params"]) == g_params
+  assert count(shapes(networks.PatchDiscriminator(), sar, optical)["params"]) == d_params
 
 
 @pytest.mark.parametrize("levels, size", [(8, 256), (7, 128), (6, 64), (3, 32), (4, 48)])
 @pytest.mark.parametrize("upsampling", ["none", "bilinear"])
 def test_output_shapes(levels, size, upsampling):
   sar = jnp.zeros((2, size, size, 1))
-  out = jax.eval_shape(lambda: models.UNetGenerator(levels=levels, upsampling=upsampling).init_with_output(
+  out = jax.eval_shape(lambda: networks.UNetGenerator(levels=levels, upsampling=upsampling).init_with_output(
       jax.random.PRNGKey(0), sar, train=False)[0])
   assert out.shape == (2, size, size, 3)
-  logits = jax.eval_shape(lambda: models.PatchDiscriminator().init_with_output(
+  logits = jax.eval_shape(lambda: networks.PatchDiscriminator().init_with_output(
       jax.random.PRNGKey(0), sar, jnp.zeros((2, size, size, 3)), train=False)[0])
-  assert logits.shape == (2, models.patch_logits_size(size, 3), models.patch_logits_size(size, 3), 1)
-  assert models.patch_logits_size(256, 3) == 30
+  assert logits.shape == (2, networks.patch_logits_size(size, 3), networks.patch_logits_size(size, 3), 1)
+  assert networks.patch_logits_size(256, 3) == 30
 
 
 @contextlib.contextmanager
@@ -65,7 +65,7 @@ def dilated_transposes():
 def test_generator_forms_agree_in_eval_mode(batch):
   """The default (auto) generator equals the all-dilated one: same parameters, outputs within 1e-5."""
   sar = jax.random.uniform(jax.random.PRNGKey(1), (batch, 64, 64, 3), minval=-1, maxval=1)
-  generator = models.UNetGenerator(levels=6)
+  generator = networks.UNetGenerator(levels=6)
   variables = generator.init(jax.random.PRNGKey(0), sar, train=False)
   shift = lambda v: v + jax.random.uniform(jax.random.PRNGKey(2), v.shape, minval=0.1, maxval=0.5)
   variables = {**variables, "batch_stats": jax.tree.map(shift, variables["batch_stats"])}
@@ -76,7 +76,7 @@ def test_generator_forms_agree_in_eval_mode(batch):
 
 
 def test_initialisation_follows_the_original():
-  variables = models.UNetGenerator(levels=4).init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1)), train=False)
+  variables = networks.UNetGenerator(levels=4).init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1)), train=False)
   kernel = np.asarray(variables["params"]["enc2"]["conv"]["kernel"])
   scale = np.asarray(variables["params"]["enc2"]["norm"]["scale"])
   assert abs(kernel.mean()) < 1e-3 and abs(kernel.std() - 0.02) < 1e-3
@@ -87,8 +87,8 @@ def test_initialisation_follows_the_original():
 
 def test_batchnorm_updates_running_variance_unbiased():
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 1, 1, 4))  # 2 values per channel: unbiased = 2 × biased
-  variables = models.BatchNorm().init(jax.random.PRNGKey(0), x, train=True)
-  _, updates = models.BatchNorm().apply(variables, x, train=True, mutable=["batch_stats"])
+  variables = networks.BatchNorm().init(jax.random.PRNGKey(0), x, train=True)
+  _, updates = networks.BatchNorm().apply(variables, x, train=True, mutable=["batch_stats"])
   unbiased = np.var(np.asarray(x).reshape(2, 4), axis=0, ddof=1)
   np.testing.assert_allclose(updates["batch_stats"]["var"], 0.9 + 0.1 * unbiased, rtol=1e-6)
 
@@ -111,8 +111,8 @@ def test_outputs_equal_pytorch_in_eval_mode(torch_reference, levels, size, in_ch
     expected_fake = nhwc(gen(x))
     expected_logits = nhwc(disc(torch.cat([x, y], 1)))
 
-  generator = models.UNetGenerator(levels=levels, upsampling=upsampling)
-  discriminator = models.PatchDiscriminator()
+  generator = networks.UNetGenerator(levels=levels, upsampling=upsampling)
+  discriminator = networks.PatchDiscriminator()
   sar, optical = jnp.asarray(nhwc(x)), jnp.asarray(nhwc(y))
   g_vars = torch_weights.from_torch(torch_state_dict(gen), shapes(generator, sar))
   d_vars = torch_weights.from_torch(torch_state_dict(disc), shapes(discriminator, sar, optical), discriminator_layers=3)
@@ -126,7 +126,7 @@ def test_torch_import_names_bad_keys(torch_reference):
   state_dict["encoder.enc9.conv_block.0.weight"] = np.zeros(1)
   del state_dict["head.0.bias"]
   state_dict["encoder.enc1.conv_block.0.weight"] = np.zeros((64, 3, 4, 4))
-  template = shapes(models.UNetGenerator(levels=3), jnp.zeros((1, 32, 32, 1)))
+  template = shapes(networks.UNetGenerator(levels=3), jnp.zeros((1, 32, 32, 1)))
   with pytest.raises(Exception) as error:
     torch_weights.from_torch(state_dict, template)
   message = str(error.value)

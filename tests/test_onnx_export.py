@@ -10,15 +10,15 @@ import pytest
 from conftest import REPO, SEN12_ROOT, load_pair, make_workdir, requires_sen12, spread_generator, tiny_config
 
 import sar2optical
-from sar2optical import configuration
+from sar2optical.configs import fields
 from sar2optical.commands import export as export_command
 from sar2optical.data.pairs import find_pairs
-from sar2optical.errors import CheckpointError, ConfigError, DataError
-from sar2optical.trained_generator import load_generator
+from sar2optical.core.errors import CheckpointError, ConfigError, DataError
+from sar2optical.inference.restore import load_generator
 
 onnx = pytest.importorskip("onnx", reason="onnx (test dependency; the `onnx` extra) is not installed")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime (test dependency) is not installed")
-from sar2optical import onnx_export  # pylint: disable=g-import-not-at-top,wrong-import-position (needs onnx)
+from sar2optical.interop import onnx_graph
 
 TOLERANCE = 1e-4  # max |ONNX − ours| in the model range [-1, 1]
 
@@ -31,7 +31,7 @@ def run_onnx(model, sar: np.ndarray) -> np.ndarray:
   session = ort.InferenceSession(model if isinstance(model, str) else model.SerializeToString(),
                                  providers=["CPUExecutionProvider"])
   x = ((sar.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(0, 3, 1, 2)
-  (y,) = session.run([onnx_export.OUTPUT], {onnx_export.INPUT: x})
+  (y,) = session.run([onnx_graph.OUTPUT], {onnx_graph.INPUT: x})
   return y.transpose(0, 2, 3, 1)
 
 
@@ -54,7 +54,7 @@ def assert_equal_to_ours(generator, model, sar: np.ndarray) -> float:
 def test_onnx_equals_our_generator(in_channels, upsampling):
   generator = spread_generator(tiny_config("unused", **{"model.in_channels": in_channels,
                                                         "model.upsampling": upsampling}))
-  model = onnx_export.onnx_model(generator)  # checked with full_check=True inside
+  model = onnx_graph.onnx_model(generator)  # checked with full_check=True inside
   assert {node.op_type for node in model.graph.node}.isdisjoint({"Dropout"})
   sar = np.random.default_rng(in_channels).integers(0, 256, (3, 32, 32, in_channels), dtype=np.uint8)
   assert_equal_to_ours(generator, model, sar)
@@ -62,17 +62,17 @@ def test_onnx_equals_our_generator(in_channels, upsampling):
 
 @requires_sen12
 def test_onnx_at_the_default_size_on_real_tiles():
-  config = configuration.default_config()  # 8 levels at 256², 1-channel SAR, ConvTranspose
+  config = fields.default_config()  # 8 levels at 256², 1-channel SAR, ConvTranspose
   generator = spread_generator(config)
   pairs = find_pairs(SEN12_ROOT)
   sar = np.stack([load_pair(SEN12_ROOT, pair, config.image_size, 1)["sar"] for pair in (pairs[0], pairs[-1])])
-  assert_equal_to_ours(generator, onnx_export.onnx_model(generator), sar)
+  assert_equal_to_ours(generator, onnx_graph.onnx_model(generator), sar)
 
 
 def test_cli_writes_the_model_and_its_convention(tmp_path):
   workdir = make_workdir(tmp_path / "run", in_channels=3, upsampling="nearest")
   output = tmp_path / "out" / "generator.onnx"
-  result = subprocess.run([sys.executable, "-m", "sar2optical.export", "--format=onnx", f"--workdir={workdir}",
+  result = subprocess.run([sys.executable, "-m", "sar2optical.commands.export", "--format=onnx", f"--workdir={workdir}",
                            f"--output={output}"], cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert result.returncode == 0, result.stderr[-3000:]
@@ -91,7 +91,7 @@ def test_cli_writes_the_model_and_its_convention(tmp_path):
 
 
 def test_an_unknown_format_is_one_line_and_exit_2(tmp_path):
-  result = subprocess.run([sys.executable, "-m", "sar2optical.export", "--format=tflite", f"--workdir={tmp_path}",
+  result = subprocess.run([sys.executable, "-m", "sar2optical.commands.export", "--format=tflite", f"--workdir={tmp_path}",
                            f"--output={tmp_path / 'g'}"], cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert result.returncode == 2
@@ -102,21 +102,21 @@ def test_an_unknown_format_is_one_line_and_exit_2(tmp_path):
 
 def test_bad_workdir_and_output_are_named_and_nothing_is_left(tmp_path):
   with pytest.raises(CheckpointError, match=f"no checkpoints in {tmp_path / 'empty'}"):
-    onnx_export.export_onnx(tmp_path / "empty", tmp_path / "out" / "g.onnx")
+    onnx_graph.export_onnx(tmp_path / "empty", tmp_path / "out" / "g.onnx")
   workdir = make_workdir(tmp_path / "run")
   (tmp_path / "file").write_text("")
   with pytest.raises(DataError, match=f"--output folder {tmp_path / 'file'} cannot be created"):
-    onnx_export.export_onnx(workdir, tmp_path / "file" / "g.onnx")
+    onnx_graph.export_onnx(workdir, tmp_path / "file" / "g.onnx")
   (tmp_path / "taken.onnx").mkdir()  # a folder where the model would go
   with pytest.raises(DataError, match=f"{tmp_path / 'taken.onnx'} cannot be written"):
-    onnx_export.export_onnx(workdir, tmp_path / "taken.onnx")
+    onnx_graph.export_onnx(workdir, tmp_path / "taken.onnx")
   assert sorted(path.name for path in tmp_path.iterdir()) == ["file", "run", "taken.onnx"]
   assert list((tmp_path / "taken.onnx").iterdir()) == []
 
 
 def test_without_onnx_the_error_says_how_to_install(monkeypatch, tmp_path):
   monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` now raises ImportError
-  monkeypatch.delitem(sys.modules, "sar2optical.onnx_export")  # imported afresh, as in a process without onnx
+  monkeypatch.delitem(sys.modules, "sar2optical.interop.onnx_graph")  # imported afresh, as in a process without onnx
   monkeypatch.delattr(sar2optical, "onnx_export")
   with pytest.raises(ConfigError, match=r"--format=onnx needs the onnx package.*pip install 'sar2optical\[onnx\]'"):
     export_command.export("onnx", str(tmp_path), str(tmp_path / "g.onnx"), "latest", ())

@@ -13,7 +13,7 @@ from sar2optical.data import images
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import pipeline
 from sar2optical.data import sources
-from sar2optical.errors import DataError
+from sar2optical.core.errors import DataError
 
 _SIZE = 32
 _PAIRS = 12
@@ -234,17 +234,17 @@ def test_paper_variant_turns_on_the_papers_augmentation():
 ])
 def test_bad_data_fields_are_named(name, value):
   from sar2optical.configs import quickstart  # pylint: disable=g-import-not-at-top
-  from sar2optical import configuration  # pylint: disable=g-import-not-at-top
-  from sar2optical.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from sar2optical.configs import fields
+  from sar2optical.core.errors import ConfigError  # pylint: disable=g-import-not-at-top
   config = quickstart.get_config()
   config.data[name] = value
   with pytest.raises(ConfigError, match=f"config.data.{name}"):
-    configuration.validate(config)
+    fields.validate(config)
 
 
 def test_tfds_source_needs_no_data_root():
   from sar2optical.configs import quickstart  # pylint: disable=g-import-not-at-top
-  from sar2optical import configuration  # pylint: disable=g-import-not-at-top
+  from sar2optical.configs import fields
   config = quickstart.get_config()
   config.data.root, config.data.source = "", "tfds"
-  configuration.validate(config)
+  fields.validate(config)

@@ -13,11 +13,11 @@ from PIL import Image
 from rasterio.control import GroundControlPoint
 from rasterio.transform import from_origin
 
-from sar2optical import translation
-from sar2optical.errors import ConfigError
-from sar2optical.trained_generator import load_generator
-from sar2optical.pixels import SarScaling
-from sar2optical.tiling import Blender, TileGrid, reflect_indices
+from sar2optical.inference import tile_engine
+from sar2optical.core.errors import ConfigError
+from sar2optical.inference.restore import load_generator
+from sar2optical.model.pixels import SarScaling
+from sar2optical.inference.tiling import Blender, TileGrid, reflect_indices
 
 TILE = 32  # the tiny model's image size
 CRS = "EPSG:32633"
@@ -43,11 +43,11 @@ def scene_u8() -> np.ndarray:
   return np.clip(smooth + rng.normal(0, 12, smooth.shape), 0, 255).astype(np.uint8)
 
 
-def translate(generator, tmp_path: pathlib.Path, name: str, **options) -> translation.Summary:
+def translate(generator, tmp_path: pathlib.Path, name: str, **options) -> tile_engine.Summary:
   """Translates tmp_path/in/<name> into tmp_path/out/."""
-  inputs = translation.find_inputs(str(tmp_path / "in" / name))
-  return translation.translate_files(generator, inputs, tmp_path / "out",
-                                    translation.Options(**{"batch_size": 16, **options}))
+  inputs = tile_engine.find_inputs(str(tmp_path / "in" / name))
+  return tile_engine.translate_files(generator, inputs, tmp_path / "out",
+                                    tile_engine.Options(**{"batch_size": 16, **options}))
 
 
 def write_png(path: pathlib.Path, pixels: np.ndarray) -> None:

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from conftest import saved_state, tiny_config
 
-from sar2optical import configuration, losses
+from sar2optical.configs import fields
+from sar2optical.model import losses
 from sar2optical.configs import pix2pix
-from sar2optical.errors import ConfigError
-from sar2optical.pixels import PixelSpec
-from sar2optical.pytorch import export as torch_export
-from sar2optical.trained_generator import load_generator
+from sar2optical.core.errors import ConfigError
+from sar2optical.model.pixels import PixelSpec
+from sar2optical.interop import torch_export as torch_export
+from sar2optical.inference.restore import load_generator
 from sar2optical.training import loop
 from sar2optical.training import mesh as mesh_lib
 from sar2optical.training import recipe as recipe_lib
@@ -62,7 +63,7 @@ def test_defaults_are_the_original_recipe():
 ])
 def test_bad_option_values_are_named(overrides, fragment):
   with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
-    configuration.validate(tiny_config("somewhere", **overrides))
+    fields.validate(tiny_config("somewhere", **overrides))
 
 
 def test_few_scenes_variant_is_the_measured_lsgan_row():
@@ -72,7 +73,7 @@ def test_few_scenes_variant_is_the_measured_lsgan_row():
   expected.loss.gan = "lsgan"
   assert config.to_dict() == expected.to_dict()
   config.data.root = "somewhere"
-  configuration.validate(config)
+  fields.validate(config)
 
 
 def test_lsgan_trains_with_finite_losses():

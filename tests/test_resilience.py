@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from conftest import TRAIN_STEPS, file_digests, finish, saved_state, start, tiny_config, train_command
 
-from sar2optical import checkpoint
-from sar2optical.errors import ConfigError, StoppedBySignal, TrainingDiverged
+from sar2optical.checkpoints import manager
+from sar2optical.core.errors import ConfigError, StoppedBySignal, TrainingDiverged
 from sar2optical.training import loop
 
 def hanging_in_save(where: str, step: int, marker: pathlib.Path, train: list[str]) -> list[str]:
@@ -106,7 +106,7 @@ def test_sigterm_saves_the_current_step_and_exits_then_resume_is_bitwise_identic
   assert stopped and "Traceback" not in log, log[-3000:]
   step = int(stopped.group(1))
   assert pathlib.Path(stopped.group(2)) == workdir / "checkpoints" / str(step)
-  assert 3 <= step < TRAIN_STEPS and checkpoint.Checkpoints(workdir, create=False).all_steps() == [step]
+  assert 3 <= step < TRAIN_STEPS and manager.Checkpoints(workdir, create=False).all_steps() == [step]
 
   status, log = finish(start(train_command(workdir, demo_root)))
   assert status == 0 and f"Resuming from the checkpoint at step {step}" in log, log[-3000:]
@@ -134,7 +134,7 @@ def test_sigint_saves_the_current_step(demo_root, tmp_path):
     interrupter.join()
   assert stop.value.exit_status == 128 + signal.SIGINT
   step = int(re.search(r"after step (\d+)", str(stop.value)).group(1))
-  assert checkpoint.Checkpoints(tmp_path, create=False).all_steps() == [step]
+  assert manager.Checkpoints(tmp_path, create=False).all_steps() == [step]
   assert signal.getsignal(signal.SIGINT) is handler_before  # the handler is put back
 
 

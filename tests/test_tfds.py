@@ -9,14 +9,15 @@ from PIL import Image
 import pytest
 
 from sar2optical.configs import quickstart
-from sar2optical import checkpoint, evaluation
+from sar2optical.checkpoints import manager
+from sar2optical.evaluation import workflow
 from sar2optical.data import build_tfds
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import splits
 from sar2optical.data import pipeline
 from sar2optical.data import resolve
 from sar2optical.data import sources
-from sar2optical.errors import DataError
+from sar2optical.core.errors import DataError
 from sar2optical.training import loop
 
 pytestmark = requires_sen12
@@ -111,9 +112,9 @@ def test_eval_on_a_tfds_split_equals_the_folder(built, tmp_path):
   config = tiny_config(SEN12_ROOT, num_train_steps=1, log_every_steps=1, sample_every_steps=1, eval_every_steps=0)
   config.data.source, config.data.tfds_data_dir = "tfds", str(data_dir)
   loop.train(config, tmp_path / "run")
-  (from_tfds,) = evaluation.evaluate(tmp_path / "run", split="val", data_source="tfds", tfds_data_dir=str(data_dir),
+  (from_tfds,) = workflow.evaluate(tmp_path / "run", split="val", data_source="tfds", tfds_data_dir=str(data_dir),
                                      output_dir=str(tmp_path / "tfds"))
-  (from_folder,) = evaluation.evaluate(tmp_path / "run", split="val", output_dir=str(tmp_path / "folder"))
+  (from_folder,) = workflow.evaluate(tmp_path / "run", split="val", output_dir=str(tmp_path / "folder"))
   assert from_tfds["n"] == from_folder["n"] == len(split["data"]["val"])
   assert from_tfds["per_class"] == from_folder["per_class"]
   for metric, value in from_folder["floors"]["mean_colour"]["overall"].items():
@@ -131,9 +132,9 @@ def test_a_tfds_run_validates_on_the_builds_val_split_and_keeps_its_best(built, 
   loop.train(config, tmp_path / "run")
   logged = [line for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if "val_psnr" in line]
   assert len(logged) == 2
-  checkpoints = checkpoint.Checkpoints(tmp_path / "run", create=False)
+  checkpoints = manager.Checkpoints(tmp_path / "run", create=False)
   best = checkpoints.resolve_step("best")
   checkpoints.close()
-  (result,) = evaluation.evaluate(tmp_path / "run", split="val", steps="best", data_source="tfds",
+  (result,) = workflow.evaluate(tmp_path / "run", split="val", steps="best", data_source="tfds",
                                   tfds_data_dir=str(data_dir), output_dir=str(tmp_path / "eval"))
   assert result["step"] == best and result["n"] == len(split["data"]["val"])

@@ -9,10 +9,10 @@ import safetensors.numpy
 from conftest import make_workdir
 from test_convert import latest_state, max_differences, save_reference
 
-from sar2optical.errors import CheckpointError, ConfigError, DataError
-from sar2optical.pytorch import convert
-from sar2optical.pytorch.export import export_torch
-from sar2optical.trained_generator import load_generator
+from sar2optical.core.errors import CheckpointError, ConfigError, DataError
+from sar2optical.interop import torch_import
+from sar2optical.interop.torch_export import export_torch
+from sar2optical.inference.restore import load_generator
 
 TOLERANCE = 1e-4
 FILES = ["disc.pth", "disc.safetensors", "gen.pth", "gen.safetensors"]
@@ -56,12 +56,12 @@ def test_exported_state_dicts_load_strictly_into_the_original_and_give_our_outpu
 def test_convert_export_convert_is_the_identity(torch_reference, tmp_path):
   """The original's .pth → convert → export gives its arrays back; convert of the .safetensors gives our variables."""
   save_reference(torch_reference, tmp_path / "original", levels=3, in_channels=3, upsampling="nearest")
-  convert.convert(tmp_path / "original/gen.pth", tmp_path / "b", torch_disc=tmp_path / "original/disc.pth",
+  torch_import.convert(tmp_path / "original/gen.pth", tmp_path / "b", torch_disc=tmp_path / "original/disc.pth",
                   upsampling="nearest", image_size=32)
   export_torch(tmp_path / "b", tmp_path / "exported")
   for name in ("gen", "disc"):  # num_batches_tracked included: the original's is 0, a converted step is 0
     assert_same_arrays(load_pth(tmp_path / "exported" / f"{name}.pth"), load_pth(tmp_path / "original" / f"{name}.pth"))
-  convert.convert(tmp_path / "exported/gen.safetensors", tmp_path / "c",
+  torch_import.convert(tmp_path / "exported/gen.safetensors", tmp_path / "c",
                   torch_disc=tmp_path / "exported/disc.safetensors", upsampling="nearest", image_size=32)
   config = load_generator(tmp_path / "b").config
   b, c = latest_state(tmp_path / "b", config), latest_state(tmp_path / "c", config)
@@ -87,7 +87,7 @@ def test_bad_inputs_are_named(tmp_path):
     export_torch(make_workdir(tmp_path / "run"), tmp_path / "file")
   (tmp_path / "broken.safetensors").write_bytes(b"not a safetensors file")
   with pytest.raises(CheckpointError, match=f"{tmp_path / 'broken.safetensors'}: cannot be read as safetensors"):
-    convert.convert(tmp_path / "broken.safetensors", tmp_path / "converted")
+    torch_import.convert(tmp_path / "broken.safetensors", tmp_path / "converted")
 
 
 def test_a_pixel_discriminator_run_exports_the_generator_only(tmp_path):

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from conftest import REPO, SEN12_ROOT, load_pair, requires_sen12, saved_state, tiny_config
 
-from sar2optical import configuration
+from sar2optical.configs import fields
 from sar2optical.data import pairs as pairs_lib
-from sar2optical.errors import ConfigError
-from sar2optical.pixels import PixelSpec
+from sar2optical.core.errors import ConfigError
+from sar2optical.model.pixels import PixelSpec
 from sar2optical.training import mesh as mesh_lib
 from sar2optical.training import recipe as recipe_lib
 from sar2optical.training import state as state_lib
@@ -37,12 +37,12 @@ from sar2optical.training import loop
 def test_bad_config_values_are_named(name, value, fragment):
   config = tiny_config("somewhere", **{name: value})
   with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
-    configuration.validate(config)
+    fields.validate(config)
 
 
 def test_batch_must_split_over_devices():
   with pytest.raises(ConfigError, match="config.batch_size"):
-    configuration.validate(tiny_config("x", batch_size=6), num_data_shards=4)
+    fields.validate(tiny_config("x", batch_size=6), num_data_shards=4)
 
 
 def test_linear_decay_schedule_reaches_zero():

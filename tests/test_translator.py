@@ -14,8 +14,8 @@ from PIL import Image
 from rasterio.transform import from_origin
 
 import sar2optical
-from sar2optical import export
-from sar2optical.errors import CheckpointError, ConfigError, DataError
+from sar2optical.interop import stablehlo
+from sar2optical.core.errors import CheckpointError, ConfigError, DataError
 
 CRS = "EPSG:32633"
 TRANSFORM = from_origin(600000.0, 5300000.0, 10.0, 10.0)
@@ -91,7 +91,7 @@ def test_translate_file_keeps_georeferencing(translator, predicted, tmp_path):
 def test_load_takes_a_step_directory_and_an_exported_artifact(tiny_workdir, translator, sar_png, tmp_path):
   step_dir = sar2optical.load(tiny_workdir / "checkpoints" / "1")
   assert step_dir.step == 1 and translator.step == 2
-  artifact = export.export_workdir(tiny_workdir, tmp_path / "generator.jax", platforms=("cpu",))
+  artifact = stablehlo.export_workdir(tiny_workdir, tmp_path / "generator.jax", platforms=("cpu",))
   exported = sar2optical.load(artifact, overlap=0.0)
   untiled = sar2optical.load(tiny_workdir, overlap=0.0)
   assert exported.step == 2
@@ -105,7 +105,7 @@ def test_bad_paths_and_arrays_name_the_problem(tiny_workdir, translator, tmp_pat
     sar2optical.load(tmp_path / "nowhere")
   with pytest.raises(CheckpointError, match="no checkpoints"):
     sar2optical.load(tmp_path)
-  artifact = export.export_workdir(tiny_workdir, tmp_path / "generator.jax", platforms=("cpu",))
+  artifact = stablehlo.export_workdir(tiny_workdir, tmp_path / "generator.jax", platforms=("cpu",))
   sidecar = pathlib.Path(f"{artifact}.json")
   sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "format": "something older"}))
   with pytest.raises(CheckpointError, match="generator.jax.*something older"):

@@ -20,8 +20,8 @@ from rasterio.transform import from_origin
 
 import chromium
 import sar2optical
-from sar2optical.errors import Sar2OpticalError
-from sar2optical.translator import SarOptions
+from sar2optical.core.errors import Sar2OpticalError
+from sar2optical.inference.translator import SarOptions
 
 WAIT_S = 120
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
@@ -31,9 +31,9 @@ MAX_QUEUE, MAX_UPLOAD_MB, MAX_PIXELS, BURST = 4, 1, 1_100_000, 12
 
 @pytest.fixture(scope="module")
 def web_demo():
-  """The module sar2optical.web_demo; skips without Gradio (the [demo] extra, which the test extra includes)."""
+  """The module sar2optical.web.page; skips without Gradio (the [demo] extra, which the test extra includes)."""
   pytest.importorskip("gradio", reason="gradio (the [demo] extra) is not installed")
-  from sar2optical import web_demo as module  # pylint: disable=g-import-not-at-top
+  from sar2optical.web import page as module
   return module
 
 
@@ -48,7 +48,7 @@ def patches(tmp_path_factory) -> pathlib.Path:
 
 @pytest.fixture(scope="module")
 def demo_server(web_demo, tiny_workdir, patches):
-  """`python -m sar2optical.demo` on the tiny workdir at a free port: (process, url), started, not waited for."""
+  """`python -m sar2optical.commands.demo` on the tiny workdir at a free port: (process, url), started, not waited for."""
   port = chromium.free_port()
   process = chromium.start_demo(tiny_workdir, port, f"--examples={patches}")
   yield process, f"http://127.0.0.1:{port}/"
@@ -139,7 +139,7 @@ def test_without_gradio_the_command_says_how_to_install_it(tmp_path):
 
 
 def test_a_workdir_without_checkpoints_is_one_line_and_exit_status_2(web_demo, tmp_path):
-  result = subprocess.run([sys.executable, "-m", "sar2optical.demo", f"--workdir={tmp_path}"], cwd=REPO,
+  result = subprocess.run([sys.executable, "-m", "sar2optical.commands.demo", f"--workdir={tmp_path}"], cwd=REPO,
                           env=ENV, capture_output=True, text=True, timeout=300)
   assert result.returncode == 2, result.stderr[-2000:]
   assert result.stderr.strip().splitlines()[-1].startswith(f"error: no checkpoints in {tmp_path}")

@@ -3,14 +3,14 @@
   sar2optical-train       train.py                         training.loop.train
   sar2optical-eval        eval.py                          evaluation.evaluate
   sar2optical-predict     predict.py                       translator.load(...).translate_files
-  sar2optical-convert     python -m sar2optical.convert    pytorch.convert.convert
-  sar2optical-export      python -m sar2optical.export     export.export_workdir
-  sar2optical-split       python -m sar2optical.data.split data.splits
-  sar2optical-check       python -m sar2optical.data.check data.check.check_folder
-  sar2optical-build-tfds  python -m sar2optical.data.build_tfds  data.build_tfds.build
-  sar2optical-demo-data   python -m sar2optical.data.demo  data.demo.generate
-  sar2optical-demo        python -m sar2optical.demo       web_demo.serve (the [demo] extra)
-  sar2optical-crossval    python -m sar2optical.crossval   crossval.crossval (train + eval per held-out scene)
+  sar2optical-convert     python -m sar2optical.commands.convert    pytorch.convert.convert
+  sar2optical-export      python -m sar2optical.commands.export     export.export_workdir
+  sar2optical-split       python -m sar2optical.commands.split data.splits
+  sar2optical-check       python -m sar2optical.commands.check data.check.check_folder
+  sar2optical-build-tfds  python -m sar2optical.commands.build_tfds  data.build_tfds.build
+  sar2optical-demo-data   python -m sar2optical.commands.demo_data  data.demo.generate
+  sar2optical-demo        python -m sar2optical.commands.demo       web_demo.serve (the [demo] extra)
+  sar2optical-crossval    python -m sar2optical.commands.crossval   crossval.crossval (train + eval per held-out scene)
 
 Import one command module per process: train, eval and predict define their flags on import, the others when run.
 """

@@ -1,8 +1,8 @@
-"""The `python -m sar2optical.data.build_tfds` command (console script `sar2optical-build-tfds`)."""
+"""The `python -m sar2optical.commands.build_tfds` command (console script `sar2optical-build-tfds`)."""
 
 from absl import flags
 
-from sar2optical import cli
+from sar2optical.commands import cli
 from sar2optical.data import build_tfds as build_tfds_lib
 from sar2optical.data.build_tfds import build
 from sar2optical.data.pairs import parse_seasons

@@ -1,10 +1,10 @@
-"""The `python -m sar2optical.data.check` command (console script `sar2optical-check`)."""
+"""The `python -m sar2optical.commands.check` command (console script `sar2optical-check`)."""
 
 import sys
 
 from absl import flags
 
-from sar2optical import cli
+from sar2optical.commands import cli
 from sar2optical.data import check as check_lib
 from sar2optical.data.check import check_folder, format_report
 

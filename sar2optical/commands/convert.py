@@ -1,10 +1,10 @@
-"""The `python -m sar2optical.convert` command (console script `sar2optical-convert`)."""
+"""The `python -m sar2optical.commands.convert` command (console script `sar2optical-convert`)."""
 
 from absl import flags
 
-from sar2optical import cli
-from sar2optical.pytorch import convert as convert_lib
-from sar2optical.pytorch.convert import convert
+from sar2optical.commands import cli
+from sar2optical.interop import torch_import as convert_lib
+from sar2optical.interop.torch_import import convert
 
 __doc__ = convert_lib.__doc__  # the usage that --help prints: the module's own
 

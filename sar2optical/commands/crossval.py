@@ -1,4 +1,4 @@
-"""The `python -m sar2optical.crossval` command (console script `sar2optical-crossval`)."""
+"""The `python -m sar2optical.commands.crossval` command (console script `sar2optical-crossval`)."""
 
 import pathlib
 import sys
@@ -7,8 +7,10 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
-from sar2optical import cli, configs, evaluation
-from sar2optical import crossval as crossval_lib
+from sar2optical.commands import cli
+from sar2optical import configs
+from sar2optical.evaluation import workflow
+from sar2optical.evaluation import crossval as crossval_lib
 
 __doc__ = crossval_lib.__doc__  # the usage that --help prints: the module's own
 
@@ -35,7 +37,7 @@ def main(argv: list[str]) -> None:
   # Resumed folds load their compiled step from the workdir instead of compiling it again.
   jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(values.workdir).expanduser().resolve() / "jax_cache"))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-  features = evaluation.FeatureOptions(fid=values.fid, lpips=values.lpips, fid_weights=values.fid_weights,
+  features = workflow.FeatureOptions(fid=values.fid, lpips=values.lpips, fid_weights=values.fid_weights,
                                        lpips_backbone_weights=values.lpips_backbone_weights)
   result = crossval_lib.crossval(values.config, values.workdir, held_out=values.held_out,
                                  batch_size=values.batch_size, features=features)

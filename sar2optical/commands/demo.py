@@ -1,9 +1,9 @@
 r"""The web demo: a page in the browser that translates an uploaded SAR image with a trained generator.
 
-  python -m sar2optical.demo --workdir=runs/pix2pix [--step=latest] [--port=7860] [--host=127.0.0.1] \
+  python -m sar2optical.commands.demo --workdir=runs/pix2pix [--step=latest] [--port=7860] [--host=127.0.0.1] \
       [--examples=FOLDER] [--max_upload_mb=400] [--max_pixels=100000000] [--max_queue=8]
                                           # serves http://127.0.0.1:7860 until Ctrl-C
-  python -m sar2optical.demo --workdir=runs/pix2pix --write_space=space/   # a Hugging Face Space, then exits
+  python -m sar2optical.commands.demo --workdir=runs/pix2pix --write_space=space/   # a Hugging Face Space, then exits
 
 Upload a SAR PNG, JPEG or GeoTIFF (or pick an example from --examples), choose its units, and see the
 SAR and its translation side by side; download the PNG or the GeoTIFF (georeferenced like the input),
@@ -14,10 +14,10 @@ message; the server goes on. Needs the optional extra: pip install 'sar2optical[
 from absl import flags
 
 import sar2optical
-from sar2optical import cli
+from sar2optical.commands import cli
 
 _DEFAULT_PORT = 7860
-_LIMITS = ("max_upload_mb", "max_pixels", "max_queue")  # flags named as web_demo.Limits's fields
+_LIMITS = ("max_upload_mb", "max_pixels", "max_queue")  # flags named as page.Limits's fields
 
 
 def _define_flags() -> None:
@@ -30,7 +30,7 @@ def _define_flags() -> None:
   flags.DEFINE_integer("port", _DEFAULT_PORT, "Port to serve on.", lower_bound=1, upper_bound=65535)
   flags.DEFINE_string("examples", None, "A folder of SAR images (e.g. SEN1-2 s1/ patches) offered as examples: "
                       "the first few by path, recursively.")
-  # The limits' defaults are web_demo.Limits's (None here: that module needs Gradio, flags are defined without it).
+  # The limits' defaults are page.Limits's (None here: that module needs Gradio, flags are defined without it).
   flags.DEFINE_integer("max_upload_mb", None, "Largest upload accepted, in MiB (default 400); Gradio refuses a "
                        "larger one while it streams in.", lower_bound=1)
   flags.DEFINE_integer("max_pixels", None, "Most pixels (height × width) an image may declare (default 10,000², "
@@ -45,15 +45,15 @@ def _define_flags() -> None:
 def main(argv: list[str]) -> None:
   del argv
   values = flags.FLAGS
-  from sar2optical import web_demo  # pylint: disable=g-import-not-at-top (MissingExtra without Gradio)
+  from sar2optical.web import page, space
   if values.write_space:
-    app = web_demo.write_space(values.workdir, values.write_space, values.step)
+    app = space.write_space(values.workdir, values.write_space, values.step)
     print(f"wrote a Hugging Face Space -> {app.parent} (try it: cd {app.parent} && python app.py)")
     return
-  examples = web_demo.find_examples(values.examples) if values.examples else []
+  examples = page.find_examples(values.examples) if values.examples else []
   translator = sar2optical.load(values.workdir, values.step)
   limits = {name: values[name].value for name in _LIMITS if values[name].value is not None}
-  web_demo.serve(translator, host=values.host, port=values.port, examples=examples, limits=web_demo.Limits(**limits))
+  page.serve(translator, host=values.host, port=values.port, examples=examples, limits=page.Limits(**limits))
 
 
 def run() -> None:

@@ -1,12 +1,12 @@
-"""The `python -m sar2optical.data.demo` command (console script `sar2optical-demo-data`)."""
+"""The `python -m sar2optical.commands.demo_data` command (console script `sar2optical-demo-data`)."""
 
 import sys
 
 from absl import app, flags
 
-from sar2optical.data import demo as demo_lib
-from sar2optical.data.demo import generate
-from sar2optical.errors import Sar2OpticalError
+from sar2optical.data import synthetic as demo_lib
+from sar2optical.data.synthetic import generate
+from sar2optical.core.errors import Sar2OpticalError
 
 __doc__ = demo_lib.__doc__  # the usage that --help prints: the module's own
 
@@ -25,7 +25,7 @@ def _define_flags() -> None:
 
 
 def main(argv: list[str]) -> None:
-  """Entry point of `python -m sar2optical.data.demo`."""
+  """Entry point of `python -m sar2optical.commands.demo_data`."""
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:

@@ -18,7 +18,8 @@ import pathlib
 
 from absl import flags
 
-from sar2optical import cli, evaluation
+from sar2optical.commands import cli
+from sar2optical.evaluation import workflow
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/ and split.json.")
 _DATA_ROOT = flags.DEFINE_string("data_root", None, "SEN1-2 folder (Kaggle layout or flat s1/+s2/); default: the "
@@ -66,11 +67,11 @@ flags.mark_flag_as_required("workdir")
 
 def main(argv: list[str]) -> None:
   del argv
-  results = evaluation.evaluate(_WORKDIR.value, data_root=_DATA_ROOT.value, split=_SPLIT.value, steps=_STEPS.value,
+  results = workflow.evaluate(_WORKDIR.value, data_root=_DATA_ROOT.value, split=_SPLIT.value, steps=_STEPS.value,
                                 batch_size=_BATCH_SIZE.value, mode=_MODE.value, output_dir=_OUTPUT_DIR.value,
                                 grid_pairs=_GRID_PAIRS.value, data_source=_DATA_SOURCE.value,
                                 tfds_data_dir=_TFDS_DATA_DIR.value, tfds_config=_TFDS_CONFIG.value,
-                                features=evaluation.FeatureOptions(
+                                features=workflow.FeatureOptions(
                                     fid=_FID.value, lpips=_LPIPS.value, fid_variant=_FID_VARIANT.value,
                                     fid_weights=_FID_WEIGHTS.value, fid_weights_sha256=_FID_WEIGHTS_SHA256.value,
                                     lpips_net=_LPIPS_NET.value, lpips_weights=_LPIPS_WEIGHTS.value,
@@ -79,7 +80,7 @@ def main(argv: list[str]) -> None:
                                     lpips_backbone_weights_sha256=_LPIPS_BACKBONE_SHA256.value),
                                 save_images=_SAVE_IMAGES.value, seasons=_SEASONS.value)
   for result in results:
-    print(evaluation.format_table(result))
+    print(workflow.format_table(result))
     print(f"{result['images_per_second']:.1f} images/s")
   if len(results) > 1:
     print("step        PSNR      SSIM       MAE")

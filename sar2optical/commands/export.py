@@ -1,14 +1,14 @@
-"""The `python -m sar2optical.export` command (console script `sar2optical-export`)."""
+"""The `python -m sar2optical.commands.export` command (console script `sar2optical-export`)."""
 
 import pathlib
 
 from absl import flags
 
-from sar2optical import cli
-from sar2optical import export as export_lib
-from sar2optical.errors import ConfigError
-from sar2optical.export import DEFAULT_PLATFORMS, LOADER_NAME, PLATFORMS, export_workdir
-from sar2optical.pytorch.export import export_torch
+from sar2optical.commands import cli
+from sar2optical.interop import stablehlo as export_lib
+from sar2optical.core.errors import ConfigError
+from sar2optical.interop.stablehlo import DEFAULT_PLATFORMS, LOADER_NAME, PLATFORMS, export_workdir
+from sar2optical.interop.torch_export import export_torch
 
 __doc__ = export_lib.__doc__  # the usage that --help prints: the module's own
 
@@ -29,13 +29,13 @@ def _define_flags() -> None:
 
 def _export_onnx(workdir: str, output: str, step: str) -> pathlib.Path:
   try:
-    from sar2optical import onnx_export  # pylint: disable=g-import-not-at-top (onnx is an optional extra)
+    from sar2optical.interop import onnx_graph
   except ModuleNotFoundError as error:
     if error.name != "onnx":
       raise
     raise ConfigError("--format=onnx needs the onnx package, which is not installed: "
                       "pip install 'sar2optical[onnx]'") from None
-  return onnx_export.export_onnx(workdir, output, step)
+  return onnx_graph.export_onnx(workdir, output, step)
 
 
 def export(format_name: str, workdir: str, output: str, step: str, platforms: tuple[str, ...]) -> str:

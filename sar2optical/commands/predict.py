@@ -18,9 +18,11 @@ import sys
 from absl import flags
 
 import sar2optical
-from sar2optical import checkpoint, cli, translation
-from sar2optical.errors import CheckpointError, ConfigError, DiskFull
-from sar2optical.pixels import SAR_UNITS
+from sar2optical.checkpoints import manager
+from sar2optical.commands import cli
+from sar2optical.inference import tile_engine
+from sar2optical.core.errors import CheckpointError, ConfigError, DiskFull
+from sar2optical.model.pixels import SAR_UNITS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
 _STEP = flags.DEFINE_string("step", "latest", "With --workdir: the checkpoint step to use, or latest.")
@@ -30,7 +32,7 @@ _MODE = flags.DEFINE_enum("mode", "eval", ["eval", "train"], "eval: running Batc
                           "(default); train: batch statistics and dropout, as the pix2pix authors test.")
 _INPUT = flags.DEFINE_string("input", None, "An image, a folder (recursive) or a quoted glob.")
 _OUTPUT = flags.DEFINE_string("output", None, "Output folder.")
-_OUTPUT_FORMAT = flags.DEFINE_enum("output_format", "auto", translation.OUTPUT_FORMAT_CHOICES,
+_OUTPUT_FORMAT = flags.DEFINE_enum("output_format", "auto", tile_engine.OUTPUT_FORMAT_CHOICES,
                                    "auto: GeoTIFF for georeferenced inputs, PNG otherwise.")
 _SAR_UNITS = flags.DEFINE_enum("sar_units", "uint8", SAR_UNITS, "uint8: 8-bit SEN1-2 SAR as in training; "
                                "linear or db: calibrated backscatter (sigma0 or gamma0), scaled as SEN1-2.")
@@ -53,7 +55,7 @@ def _model_path() -> str:
   path = pathlib.Path(_CHECKPOINT.value).expanduser()
   if _STEP.value != "latest":
     raise ConfigError("--step goes with --workdir; --checkpoint names its step itself")
-  if not (path.is_file() or checkpoint.is_step_dir(path)):
+  if not (path.is_file() or manager.is_step_dir(path)):
     raise CheckpointError(f"--checkpoint: {path} is not a step directory WORKDIR/checkpoints/<step> or an "
                           "exported artifact")
   return _CHECKPOINT.value

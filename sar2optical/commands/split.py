@@ -1,7 +1,7 @@
 r"""Writes a train/val/test split file (the original's split.json format) and prints its counts.
 
-  python -m sar2optical.data.split --root=/data/v_2 --kind=scene --output=split.json [--seed=0]
-  python -m sar2optical.data.split --root=/data/v_2 --split_file=data/split.json   # counts only
+  python -m sar2optical.commands.split --root=/data/v_2 --kind=scene --output=split.json [--seed=0]
+  python -m sar2optical.commands.split --root=/data/v_2 --split_file=data/split.json   # counts only
 
 Kinds:
   scene     no scene in two splits (patches of one scene overlap on the ground, so a per-patch
@@ -17,10 +17,10 @@ Train on it with --config.data.split_file=split.json.
 
 from absl import flags
 
-from sar2optical import cli
+from sar2optical.commands import cli
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import splits
-from sar2optical.errors import ConfigError
+from sar2optical.core.errors import ConfigError
 
 FLAGS = flags.FLAGS
 

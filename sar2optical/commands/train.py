@@ -15,8 +15,9 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
-from sar2optical import cli, configs
-from sar2optical.errors import ConfigError
+from sar2optical.commands import cli
+from sar2optical import configs
+from sar2optical.core.errors import ConfigError
 from sar2optical.training import loop
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config: a file (configs/*.py), or a packaged "

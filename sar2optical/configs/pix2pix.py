@@ -13,8 +13,8 @@ season folders (`ROIs1158_spring/s1_1`, ...), or same-name folders (`s1/`+`s2/`,
 
 import ml_collections
 
-from sar2optical import configuration
-from sar2optical.errors import ConfigError
+from sar2optical.configs import fields
+from sar2optical.core.errors import ConfigError
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -24,12 +24,12 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   `configs/pix2pix.py:few_scenes` is the recipe for a handful of training scenes, chosen by
   leave-one-scene-out on the shared sample (README, "Few training scenes"): the original's with LSGAN
   losses (Mao et al. 2017), nothing else changed.
-  Every field, its default and its meaning: `sar2optical.configuration.default_config`.
+  Every field, its default and its meaning: `sar2optical.configs.fields.default_config`.
   """
   if variant not in ("", "paper", "few_scenes"):
     raise ConfigError(f"configs/pix2pix.py:{variant}: unknown variant; expected configs/pix2pix.py:paper or "
                       "configs/pix2pix.py:few_scenes")
-  config = configuration.default_config()
+  config = fields.default_config()
   if variant == "paper":
     config.data.augment = "paper"
   if variant == "few_scenes":

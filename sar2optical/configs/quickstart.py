@@ -1,6 +1,6 @@
 r"""A short CPU run at 64² with a 6-level U-Net: the README's quickstart, a few minutes on 2 cores.
 
-  python -m sar2optical.data.demo --output=demo_data
+  python -m sar2optical.commands.demo_data --output=demo_data
   python train.py --config=configs/quickstart.py --workdir=runs/quickstart
 
 Defaults to the synthetic demo set (scores on it mean nothing); point it at real SEN1-2 with

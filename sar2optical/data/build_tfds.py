@@ -1,6 +1,6 @@
 r"""Builds the `sen1_2` TFDS dataset (ArrayRecord) from a data root in any layout, without TensorFlow.
 
-  python -m sar2optical.data.build_tfds --manual_dir=/data/v_2 [--data_dir=~/tensorflow_datasets] \
+  python -m sar2optical.commands.build_tfds --manual_dir=/data/v_2 [--data_dir=~/tensorflow_datasets] \
       [--config=pixels|png] [--split_file=split.json] [--seed=0] [--scene_pattern=REGEX] [--seasons=spring,...]
 
 Without --split_file the splits are a seeded split by scene (as `sar2optical.data.split
@@ -14,7 +14,7 @@ import runpy
 import tensorflow_datasets as tfds
 
 from sar2optical.data import sen1_2
-from sar2optical.errors import DataError
+from sar2optical.core.errors import DataError
 
 
 

@@ -1,6 +1,6 @@
 r"""Scans a SAR/optical data root for what would break or skew training, naming every file at fault.
 
-  python -m sar2optical.data.check --root=/data/v_2 [--image_size=256] [--threads=8] [--workers=1]
+  python -m sar2optical.commands.check --root=/data/v_2 [--image_size=256] [--threads=8] [--workers=1]
       [--scene_pattern=REGEX]
 
 Reports a root in no known layout (or empty, or mixing layouts), scene folders without their twin

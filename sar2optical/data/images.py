@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from sar2optical.errors import ConfigError, DataError
+from sar2optical.core.errors import ConfigError, DataError
 
 _CHANNELS = {"L": 1, "RGB": 3}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -23,7 +23,7 @@ import pathlib
 import re
 from collections.abc import Sequence
 
-from sar2optical.errors import ConfigError, DataError
+from sar2optical.core.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 SEASONS = ("spring", "summer", "fall", "winter")

@@ -20,7 +20,7 @@ import numpy as np
 from sar2optical.data.augment import Augmentation, fit_pair
 from sar2optical.data.images import repeat_band
 from sar2optical.data.sources import PairSource
-from sar2optical.errors import DataError
+from sar2optical.core.errors import DataError
 
 # Each prefetched element is a whole batch, so grain's default buffer (500) would hold
 # gigabytes of images.

@@ -9,7 +9,7 @@ list it). Two configs:
   pixels  decoded uint8 arrays: about twice the PNGs' size, nothing to decode while training
   png     the images as PNG bytes (re-encoded only where a file is not an L / RGB PNG)
 
-The build needs no TensorFlow; `python -m sar2optical.data.build_tfds` runs it. The split (a
+The build needs no TensorFlow; `python -m sar2optical.commands.build_tfds` runs it. The split (a
 split file, or a seeded split by scene) is stored in the dataset's metadata under "split". The
 shards are written by the builder itself, one example in memory at a time (TFDS's writer needs
 TensorFlow past 1 GB), uncompressed: the images hardly compress (PNGs not at all, pixels by a
@@ -38,7 +38,7 @@ from tensorflow_datasets.proto import tf_example_pb2
 from sar2optical.data import images
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import splits
-from sar2optical.errors import DataError
+from sar2optical.core.errors import DataError
 
 _CHANNELS = {"sar": ("L", 1), "optical": ("RGB", 3)}
 EXAMPLES_PER_SHARD = 1024  # about 270 MB of 256² pixels, 110 MB of PNGs

@@ -15,7 +15,7 @@ import numpy as np
 
 from sar2optical.data import images
 from sar2optical.data.pairs import Pair
-from sar2optical.errors import DataError
+from sar2optical.core.errors import DataError
 
 TFDS_CONFIGS = ("pixels", "png")
 

@@ -1,6 +1,5 @@
-"""`python -m sar2optical.data.split`: the split command, which lives in `sar2optical.commands.split`."""
+"""Moved in 0.2: sar2optical.data.splits (the command: sar2optical-split)."""
 
-import runpy
+from sar2optical import _moved
 
-if __name__ == "__main__":
-  runpy.run_module("sar2optical.commands.split", run_name="__main__", alter_sys=True)
+__getattr__ = _moved.forward(__name__, "sar2optical.data.splits", "split")

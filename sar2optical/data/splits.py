@@ -16,7 +16,7 @@ import random
 from absl import logging
 
 from sar2optical.data.pairs import Pair
-from sar2optical.errors import DataError
+from sar2optical.core.errors import DataError
 
 SPLIT_NAMES = ("train", "val", "test")
 

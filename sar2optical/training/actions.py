@@ -22,15 +22,17 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from sar2optical import checkpoint, metrics
+from sar2optical.checkpoints import manager
+from sar2optical.checkpoints.metadata import make_metadata
+from sar2optical.metrics import distortion
 from sar2optical.data import pipeline, sources
-from sar2optical.errors import TrainingDiverged
-from sar2optical.metric_writer import MetricWriter, pair_grid
-from sar2optical.scoring import Evaluator
+from sar2optical.core.errors import TrainingDiverged
+from sar2optical.training.log import MetricWriter, pair_grid
+from sar2optical.metrics.scoring import Evaluator
+from sar2optical.model.generator import jit_forward
 from sar2optical.training.mesh import local_copy
 from sar2optical.training.recipe import Recipe, learning_rate_schedule
 from sar2optical.training.state import TrainState, inference_variables
-from sar2optical.training.step import jit_generate
 
 SAMPLE_PAIRS = 4
 
@@ -40,7 +42,7 @@ def due(step: int, every: int, num_steps: int) -> bool:
   return step % every == 0 or step == num_steps
 
 
-def check_finite(state: TrainState, checkpoints: checkpoint.Checkpoints) -> None:
+def check_finite(state: TrainState, checkpoints: manager.Checkpoints) -> None:
   """TrainingDiverged, naming the first bad step and the last good checkpoint, once a loss or gradient was NaN/Inf."""
   bad_step = int(state.nonfinite_step)
   if bad_step:
@@ -62,7 +64,7 @@ def format_duration(seconds: float) -> str:
 class ProgressLog:
   """Collects each step's metrics on the device; every `log_every_steps` fetches and logs their means."""
 
-  def __init__(self, config: ml_collections.ConfigDict, writer: MetricWriter, checkpoints: checkpoint.Checkpoints,
+  def __init__(self, config: ml_collections.ConfigDict, writer: MetricWriter, checkpoints: manager.Checkpoints,
                data_iterator: pipeline.TrainIterator, start_step: int):
     self.config, self.writer, self.checkpoints, self.data_iterator = config, writer, checkpoints, data_iterator
     self.start_step = start_step
@@ -107,7 +109,7 @@ class SampleGrids:
   def __init__(self, config: ml_collections.ConfigDict, recipe: Recipe, writer: MetricWriter,
                source: sources.PairSource):
     self.config, self.recipe, self.writer = config, recipe, writer
-    self.generate = jit_generate(recipe)
+    self.generate = jit_forward(recipe.generator, recipe.pixels)
     self.samples = pipeline.first_pairs(source, SAMPLE_PAIRS, image_size=config.image_size,
                                         in_channels=config.model.in_channels) if writer.enabled else None
 
@@ -126,18 +128,18 @@ class Validation:
   evaluator: Evaluator
   source: sources.PairSource
   writer: MetricWriter
-  checkpoints: checkpoint.Checkpoints
+  checkpoints: manager.Checkpoints
 
   @classmethod
   def create(cls, config: ml_collections.ConfigDict, recipe: Recipe, source: sources.PairSource | None,
-             writer: MetricWriter, checkpoints: checkpoint.Checkpoints) -> "Validation | None":
+             writer: MetricWriter, checkpoints: manager.Checkpoints) -> "Validation | None":
     """None when `eval_every_steps` is 0 or (said in the log) there is no validation pair."""
     if not config.eval_every_steps:
       return None
     if source is None or not len(source):
       logging.info("Validation: off (the validation split is empty)")
       return None
-    evaluator = Evaluator(recipe, image_size=config.image_size, in_channels=config.model.in_channels,
+    evaluator = Evaluator(recipe.generator, recipe.pixels, image_size=config.image_size, in_channels=config.model.in_channels,
                           batch_size=config.eval_batch_size, seed=config.seed)
     logging.info("Validation: %d pairs (%s) every %d steps; the best checkpoint by PSNR is kept", len(source),
                  source.description, config.eval_every_steps)
@@ -149,9 +151,9 @@ class Validation:
       return None
     check_finite(state, self.checkpoints)
     scores = self.evaluator.score(*local_copy(inference_variables(state)), self.source)
-    overall = metrics.summarize(scores.model)
+    overall = distortion.summarize(scores.model)
     logging.info("step %d validation (%d pairs): PSNR %.3f  SSIM %.4f  MAE %.4f  RMSE %.4f", step, len(self.source),
-                 *(overall[m]["mean"] for m in metrics.METRICS))
+                 *(overall[m]["mean"] for m in distortion.METRICS))
     self.writer.write_scalars(step, {f"val_{name}": value["mean"] for name, value in overall.items()})
     return overall["psnr"]["mean"]
 
@@ -162,7 +164,7 @@ class Checkpointing:
   and on a stop request; never a state whose NaN/Inf flag is set."""
   config: ml_collections.ConfigDict
   recipe: Recipe
-  checkpoints: checkpoint.Checkpoints
+  checkpoints: manager.Checkpoints
   data_iterator: pipeline.TrainIterator
   data_layout: dict
 
@@ -171,5 +173,5 @@ class Checkpointing:
                                                  self.config.num_train_steps):
       return
     check_finite(state, self.checkpoints)
-    metadata = {**checkpoint.make_metadata(self.config, self.recipe.pixels, step), "data_layout": self.data_layout}
+    metadata = {**make_metadata(self.config, self.recipe.pixels, step), "data_layout": self.data_layout}
     self.checkpoints.save(step, state, self.data_iterator, metadata, val_psnr=val_psnr)

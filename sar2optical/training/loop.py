@@ -12,11 +12,16 @@ import jax
 import ml_collections
 from absl import logging
 
-from sar2optical import checkpoint, configuration, paths, workdir_lock
+from sar2optical.checkpoints import manager
+from sar2optical.checkpoints.metadata import config_from_metadata, write_config
+from sar2optical.training.init_from import initialise_from
+from sar2optical.configs import fields
+from sar2optical.core import storage
+from sar2optical.training import lock
 from sar2optical.data import pipeline, resolve
 from sar2optical.data.augment import Augmentation
-from sar2optical.metric_writer import MetricWriter
-from sar2optical.pixels import PixelSpec
+from sar2optical.training.log import MetricWriter
+from sar2optical.model.pixels import PixelSpec
 from sar2optical.training import actions, stop_signals
 from sar2optical.training.mesh import global_batch, make_mesh
 from sar2optical.training.recipe import Recipe, make_recipe
@@ -37,11 +42,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Tra
   write fails for want of space (the checkpoints committed before stay).
   """
   mesh = make_mesh()
-  configuration.validate(config, num_data_shards=mesh.size)
-  workdir = paths.writable_directory(workdir, "the workdir")
+  fields.validate(config, num_data_shards=mesh.size)
+  workdir = storage.writable_directory(workdir, "the workdir")
   remedy = "free space there and run the same command again: it resumes from the last checkpoint"
-  with paths.disk_full_reported(workdir, lambda: checkpoint.latest_bytes(workdir), remedy), \
-       workdir_lock.held(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+  with storage.disk_full_reported(workdir, lambda: manager.latest_bytes(workdir), remedy), \
+       lock.held(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
     return _train(config, workdir, mesh)
 
 
@@ -60,10 +65,10 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: jax.s
       global_batch_size=config.batch_size, seed=config.seed, process_index=jax.process_index(),
       process_count=jax.process_count(), augmentation=augmentation, workers=config.data.workers,
       skip_bad=config.data.skip_bad)
-  data_layout = {**data_iterator.layout, "config": {name: configuration.field(config, name) for name in DATA_FIELDS}}
+  data_layout = {**data_iterator.layout, "config": {name: fields.field(config, name) for name in DATA_FIELDS}}
   with contextlib.ExitStack() as cleanup:  # whatever happens, the checkpoints being written are completed
     cleanup.callback(data_iterator.close)
-    checkpoints = checkpoint.Checkpoints(workdir, keep=config.keep_checkpoints)
+    checkpoints = manager.Checkpoints(workdir, keep=config.keep_checkpoints)
     cleanup.callback(checkpoints.close)
     cleanup.callback(checkpoints.wait)
     start_step = checkpoints.latest_step()
@@ -88,16 +93,16 @@ def new_state(config: ml_collections.ConfigDict, recipe: Recipe, mesh: jax.shard
   """A fresh state, with the networks of `config.init_from` if set; writes WORKDIR/config.json."""
   state = create_state(recipe, mesh, config.seed, config.image_size, config.model.in_channels)
   if config.init_from:
-    state, source_step = checkpoint.initialise_from(config.init_from, state, config)
+    state, source_step = initialise_from(config.init_from, state, config)
     logging.info("Starting from the networks at step %d of %s (config.init_from), with fresh optimizers",
                  source_step, config.init_from)
   if jax.process_index() == 0:
-    checkpoint.write_config(workdir, config)
+    write_config(workdir, config)
   return state
 
 
 def resume(config: ml_collections.ConfigDict, recipe: Recipe, mesh: jax.sharding.Mesh,
-           checkpoints: checkpoint.Checkpoints, step: int, data_iterator: pipeline.TrainIterator,
+           checkpoints: manager.Checkpoints, step: int, data_iterator: pipeline.TrainIterator,
            data_layout: dict) -> TrainState:
   """The state at `step`, resharded onto `mesh`, and the data position, when it was saved with `data_layout`.
 
@@ -105,10 +110,10 @@ def resume(config: ml_collections.ConfigDict, recipe: Recipe, mesh: jax.sharding
   logs every other change of the config.
   """
   metadata = checkpoints.metadata(step)
-  saved_config = checkpoint.config_from_metadata(metadata)
-  configuration.check_networks_fit(saved_config, config, f"the networks of the checkpoint at step {step} in "
+  saved_config = config_from_metadata(metadata)
+  fields.check_networks_fit(saved_config, config, f"the networks of the checkpoint at step {step} in "
                                    f"{checkpoints.directory} (resuming this workdir)")
-  changed = configuration.changes(saved_config, config)
+  changed = fields.changes(saved_config, config)
   if changed:
     logging.info("Config changes since the checkpoint at step %d: %s", step,
                  "; ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items()))
@@ -132,7 +137,7 @@ class Loop:
   """Steps `start_step + 1 … num_train_steps`, each followed by the periodic actions and the stop check."""
 
   def __init__(self, config: ml_collections.ConfigDict, recipe: Recipe, mesh: jax.sharding.Mesh,
-               checkpoints: checkpoint.Checkpoints, data_iterator: pipeline.TrainIterator, start_step: int,
+               checkpoints: manager.Checkpoints, data_iterator: pipeline.TrainIterator, start_step: int,
                progress: actions.ProgressLog, samples: actions.SampleGrids, validation: actions.Validation | None,
                checkpointing: actions.Checkpointing):
     self.config, self.mesh, self.checkpoints, self.data_iterator = config, mesh, checkpoints, data_iterator

@@ -8,17 +8,15 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 import flax.linen as nn
-import jax.numpy as jnp
 import optax
 
-from sar2optical import losses, models
-from sar2optical.pixels import PixelSpec
+from sar2optical.model import losses
+from sar2optical.model import networks
+from sar2optical.model.generator import COMPUTE_DTYPES, make_generator
+from sar2optical.model.pixels import PixelSpec
 
 if TYPE_CHECKING:  # configs are ml_collections.ConfigDicts; read by attribute only, so not imported here
   import ml_collections
-
-COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
@@ -38,20 +36,15 @@ class Recipe:
   ema_decay: float = 0.0
 
 
-def make_generator(model_config: "ml_collections.ConfigDict") -> models.UNetGenerator:
-  return models.UNetGenerator(levels=model_config.levels, upsampling=model_config.upsampling,
-                              dropout_rate=model_config.dropout_rate, dtype=COMPUTE_DTYPES[model_config.dtype])
-
-
 def make_discriminator(model_config: "ml_collections.ConfigDict") -> nn.Module:
   """The pixel D, the original's PatchGAN, or (`disc_scales` > 1) pix2pixHD's multi-scale PatchGANs."""
   dtype = COMPUTE_DTYPES[model_config.dtype]
   if model_config.disc == "pixel":
-    return models.PixelDiscriminator(dtype=dtype)
+    return networks.PixelDiscriminator(dtype=dtype)
   if model_config.disc_scales > 1:
-    return models.MultiScaleDiscriminator(model_config.disc_scales, model_config.disc_layers, dtype,
+    return networks.MultiScaleDiscriminator(model_config.disc_scales, model_config.disc_layers, dtype,
                                           model_config.disc_spectral_norm)
-  return models.PatchDiscriminator(layers=model_config.disc_layers, dtype=dtype,
+  return networks.PatchDiscriminator(layers=model_config.disc_layers, dtype=dtype,
                                    spectral_norm=model_config.disc_spectral_norm)
 
 

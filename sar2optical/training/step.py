@@ -1,4 +1,4 @@
-"""The jit-compiled Pix2Pix step and the generator's forward pass.
+"""The jit-compiled Pix2Pix step.
 
 The step follows the original's update order: fake = G(x) once (one dropout mask, one update of
 G's BatchNorm statistics); D is updated on 0.5·(BCE(D(x, y), 1) + BCE(D(x, sg(fake)), 0)) with the
@@ -22,23 +22,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sar2optical import losses
+from sar2optical.model import losses
 from sar2optical.training import mesh as mesh_lib
 from sar2optical.training.recipe import Recipe
 from sar2optical.training.state import TrainState
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
-
-
-def generate(recipe: Recipe, g_params: Any, g_stats: Any, sar: jax.Array, *, train: bool = False,
-             dropout_rng: jax.Array | None = None) -> jax.Array:
-  """Generator output in the model range for uint8 SAR; eval mode by default (running statistics)."""
-  x = recipe.pixels.to_model(sar)
-  rngs = {"dropout": dropout_rng} if train else {}
-  out = recipe.generator.apply({"params": g_params, "batch_stats": g_stats}, x, train=train, rngs=rngs,
-                              mutable=["batch_stats"] if train else False)
-  return out[0] if train else out
 
 
 def train_step(state: TrainState, batch: Batch, *, recipe: Recipe) -> tuple[TrainState, Metrics]:
@@ -120,11 +110,6 @@ def averaged(recipe: Recipe, state: TrainState, g_params: Any, g_stats: Any) -> 
   decay = jnp.minimum(recipe.ema_decay, (1.0 + t) / (10.0 + t))
   return jax.tree.map(lambda average, new: decay * average + (1.0 - decay) * new, state.g_ema,
                       {"params": g_params, "batch_stats": g_stats})
-
-
-def jit_generate(recipe: Recipe) -> Callable[[Any, Any, jax.Array], jax.Array]:
-  """The compiled eval-mode generator: (g_params, g_stats, uint8 SAR) → output in the model range."""
-  return jax.jit(functools.partial(generate, recipe))
 
 
 def jit_train_step(recipe: Recipe, mesh: jax.sharding.Mesh) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import jax
 from jax.experimental import multihost_utils
 
-from sar2optical.errors import StoppedBySignal
+from sar2optical.core.errors import StoppedBySignal
 
 #: `requested(step)`: the name of the signal that asks the run to stop after `step`, else None.
 StopRequested = Callable[[int], str | None]

@@ -1,0 +1,37 @@
+"""What a checkpoint records beside its arrays: the config, the pixel mapping, the step and the versions that
+wrote it; `WORKDIR/config.json` for people."""
+
+import importlib.metadata
+import pathlib
+from typing import Any
+
+import ml_collections
+
+from sar2optical.configs import fields
+from sar2optical.model.pixels import PixelSpec
+
+_VERSIONED = ("sar2optical", "jax", "flax", "orbax-checkpoint")  # the packages a checkpoint's format depends on
+
+
+def versions() -> dict[str, str]:
+  """{package: version} of sar2optical and the packages whose formats a checkpoint depends on."""
+  return {name: importlib.metadata.version(name) for name in _VERSIONED}
+
+
+def format_versions(recorded: dict[str, str]) -> str:
+  return ", ".join(f"{name} {version}" for name, version in recorded.items())
+
+
+def make_metadata(config: ml_collections.ConfigDict, pixels: PixelSpec, step: int) -> dict[str, Any]:
+  """The metadata item: step, config, pixel mapping and the versions() that write the checkpoint."""
+  return {"step": step, "config": config.to_dict(), "pixels": pixels.to_dict(), "versions": versions()}
+
+
+def write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+  """`WORKDIR/config.json`: the run's config, for people to read (checkpoints carry their own copy)."""
+  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+
+
+def config_from_metadata(metadata: dict[str, Any]) -> ml_collections.ConfigDict:
+  """The checkpoint's config; fields added since it was written have their defaults (the original's behaviour)."""
+  return fields.with_defaults(metadata["config"])

@@ -1,0 +1,39 @@
+"""What the entry scripts share: absl setup and one clear line for user errors."""
+
+import logging as std_logging
+import sys
+from collections.abc import Callable
+
+from absl import app, logging
+
+from sar2optical.core import storage
+from sar2optical.core.errors import Sar2OpticalError, StoppedBySignal
+
+
+class _QuietLibraries(std_logging.Filter):
+  """Drops the INFO chatter of Orbax and Grain (a dozen lines per checkpoint); keeps their warnings and errors,
+  but for Orbax's traceback of a write that failed on a full disk: DiskFull says that in one line."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    noisy = "/orbax/" in record.pathname or "/grain/" in record.pathname
+    if noisy and record.exc_info and storage.caused_by_full_disk(record.exc_info[1]):
+      return False
+    return record.levelno >= std_logging.WARNING or not noisy
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+  """`absl.app.run(main)`: a Sar2OpticalError becomes `error: <message>` and exit status 2; a stop by a signal, its message and status."""
+  def guarded(argv: list[str]) -> None:
+    logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(_QuietLibraries())
+    try:
+      main(argv)
+    except Sar2OpticalError as error:
+      logging.flush()
+      print(f"error: {error}", file=sys.stderr)
+      sys.exit(2)
+    except StoppedBySignal as stop:
+      logging.flush()
+      print(stop, file=sys.stderr)
+      sys.exit(stop.exit_status)
+  app.run(guarded)

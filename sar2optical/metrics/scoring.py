@@ -1,0 +1,110 @@
+"""Scores a generator on a source of pairs, per image, jit-compiled once: the model and the floors.
+
+Floors put a model's numbers in context: a constant image of the mean training colour, and each
+target scored against another target of the same source (a seeded derangement).
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from sar2optical.metrics import distortion
+from sar2optical.data import pipeline, sources
+from sar2optical.model import generator as generator_lib
+from sar2optical.model.generator import Mode
+from sar2optical.model.pixels import PixelSpec
+
+FLOORS = ("mean_colour", "other_target")
+
+
+@dataclasses.dataclass
+class Scores:
+  """Per-image metrics of the model and of the floors, and the first pairs as grid rows."""
+  model: dict[str, np.ndarray]
+  floors: dict[str, dict[str, np.ndarray]]
+  grid_rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+class Evaluator:
+  """Jit-compiled scoring of a generator in an explicit mode; compiled once, reused for every call.
+
+  `eval` mode uses running BatchNorm statistics and no dropout; `train` mode uses batch statistics
+  and dropout (as the pix2pix authors test) with a fixed key, and needs batches of at least 2 (the
+  last batch is padded with repeats of its last pair, which are not scored).
+  """
+
+  def __init__(self, network: nn.Module, pixels: PixelSpec, *, image_size: int, in_channels: int, batch_size: int,
+               mode: Mode = "eval", seed: int = 0):
+    generator_lib.check_batch(batch_size, mode, "--batch_size")
+    self.network, self.pixels, self.mode, self.batch_size, self.seed = network, pixels, mode, batch_size, seed
+    self.image_size, self.in_channels = image_size, in_channels
+    forward = generator_lib.forward(network, pixels, mode, seed)
+
+    def score_model(g_params, g_stats, sar, optical):
+      fake = forward(g_params, g_stats, sar)
+      return distortion.image_metrics(pixels.to_unit(fake), self._unit(optical)), fake
+
+    def score_floors(optical, other_optical, mean_colour):
+      target = self._unit(optical)
+      return {"mean_colour": distortion.image_metrics(jnp.broadcast_to(mean_colour, target.shape), target),
+              "other_target": distortion.image_metrics(self._unit(other_optical), target)}
+
+    self._score_model = jax.jit(score_model)
+    self._score_floors = jax.jit(score_floors)
+
+  def _unit(self, optical: jax.Array) -> jax.Array:
+    return self.pixels.to_unit(self.pixels.to_model(optical))
+
+  def _batches(self, source: sources.PairSource):
+    return pipeline.eval_batches(source, image_size=self.image_size, in_channels=self.in_channels,
+                                 batch_size=self.batch_size)
+
+  def score(self, g_params: Any, g_stats: Any, source: sources.PairSource, *, mean_colour: np.ndarray | None = None,
+            grid_pairs: int = 0, progress_label: str = "", on_batch: Callable[..., None] | None = None) -> Scores:
+    """Per-image metrics on `source` (in order); floors too when `mean_colour` is given (needs ≥ 2 pairs).
+
+    With a `progress_label`, a tqdm progress bar (images, rate, ETA) on stderr. `on_batch(index, valid,
+    generated, target, other_target)` sees each batch's uint8 images (other_target None without floors).
+    """
+    n = len(source)
+    model_values = {name: np.zeros(n) for name in distortion.METRICS}
+    floor_values = {floor: {name: np.zeros(n) for name in distortion.METRICS} for floor in FLOORS}
+    with_floors = mean_colour is not None and n >= 2
+    others = iter(self._batches(sources.Reordered(source, distortion.derangement(n, self.seed)))) if with_floors else None
+    grid_rows = []
+    progress = tqdm(total=n, unit="image", mininterval=1.0, desc=progress_label, disable=not progress_label)
+    for batch in self._batches(source):
+      values, fake = self._score_model(g_params, g_stats, batch["sar"], batch["optical"])
+      values = jax.device_get(values)
+      valid, index = batch["valid"], batch["index"][batch["valid"]]
+      for name in distortion.METRICS:
+        model_values[name][index] = values[name][valid]
+      other_optical = next(others)["optical"] if with_floors else None
+      if with_floors:
+        floors = jax.device_get(self._score_floors(batch["optical"], other_optical,
+                                                   jnp.asarray(mean_colour, jnp.float32)))
+        for floor in FLOORS:
+          for name in distortion.METRICS:
+            floor_values[floor][name][index] = floors[floor][name][valid]
+      if on_batch is not None:
+        on_batch(index, valid, np.asarray(self.pixels.to_uint8(fake)), batch["optical"], other_optical)
+      for i in np.flatnonzero(valid)[:max(grid_pairs - len(grid_rows), 0)]:
+        grid_rows.append((batch["sar"][i], self.pixels.to_uint8(fake[i]), batch["optical"][i]))
+      progress.update(int(valid.sum()))
+    progress.close()
+    return Scores(model_values, floor_values if with_floors else {}, grid_rows)
+
+  def mean_colour(self, source: sources.PairSource) -> np.ndarray:
+    """Mean RGB in [0, 1] over every pixel of the source's optical images (at the model's size)."""
+    total, count = np.zeros(3), 0
+    for batch in self._batches(source):
+      optical = batch["optical"][batch["valid"]].astype(np.float64) / 255.0
+      total += optical.sum(axis=(0, 1, 2))
+      count += optical.shape[0] * optical.shape[1] * optical.shape[2]
+    return total / count
