@@ -10,6 +10,7 @@ import pytest
 from conftest import REPO, SEN12_ROOT, load_pair, make_workdir, requires_sen12, spread_generator, tiny_config
 
 import sar2optical
+import sar2optical.interop
 from sar2optical.configs import fields
 from sar2optical.commands import export as export_command
 from sar2optical.data.pairs import find_pairs
@@ -117,6 +118,6 @@ def test_bad_workdir_and_output_are_named_and_nothing_is_left(tmp_path):
 def test_without_onnx_the_error_says_how_to_install(monkeypatch, tmp_path):
   monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` now raises ImportError
   monkeypatch.delitem(sys.modules, "sar2optical.interop.onnx_graph")  # imported afresh, as in a process without onnx
-  monkeypatch.delattr(sar2optical, "onnx_export")
+  monkeypatch.delattr(sar2optical.interop, "onnx_graph")
   with pytest.raises(ConfigError, match=r"--format=onnx needs the onnx package.*pip install 'sar2optical\[onnx\]'"):
     export_command.export("onnx", str(tmp_path), str(tmp_path / "g.onnx"), "latest", ())

@@ -170,7 +170,8 @@ def test_an_upload_keeps_georeferencing_and_large_previews_are_downscaled(web_de
 
 
 def test_the_written_space_starts_and_answers(web_demo, tiny_workdir, tmp_path):
-  app = web_demo.write_space(tiny_workdir, tmp_path / "space")
+  from sar2optical.web import space  # pylint: disable=g-import-not-at-top (needs Gradio: the fixture checks)
+  app = space.write_space(tiny_workdir, tmp_path / "space")
   readme = (app.parent / "README.md").read_text()
   assert readme.startswith("---\n") and "sdk: gradio\n" in readme and "app_file: app.py\n" in readme
   assert any(line.startswith("jax") for line in (app.parent / "requirements.txt").read_text().splitlines())
@@ -181,7 +182,7 @@ def test_the_written_space_starts_and_answers(web_demo, tiny_workdir, tmp_path):
   finally:
     chromium.stop(process)
   with pytest.raises(Sar2OpticalError, match="not an empty folder"):
-    web_demo.write_space(tiny_workdir, app.parent)
+    space.write_space(tiny_workdir, app.parent)
 
 
 @requires_sen12

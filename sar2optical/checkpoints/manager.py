@@ -21,6 +21,7 @@ import orbax.checkpoint as ocp
 
 from sar2optical.checkpoints import metadata as metadata_lib
 from sar2optical.checkpoints import orphaned_io
+from sar2optical.core import storage
 from sar2optical.core.errors import CheckpointDeleted, CheckpointError
 
 
@@ -126,9 +127,7 @@ class Checkpoints:
     if best is None:
       path.unlink(missing_ok=True)
       return
-    partial = path.with_name(BEST_FILE + ".partial")
-    partial.write_text(json.dumps(best) + "\n")
-    partial.replace(path)
+    storage.write_whole(path, json.dumps(best) + "\n")
 
   def has_data_iterator(self, step: int) -> bool:
     """Whether the checkpoint at `step` holds a data iterator's position (converted ones do not)."""

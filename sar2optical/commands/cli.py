@@ -1,9 +1,11 @@
 """What the entry scripts share: absl setup and one clear line for user errors."""
 
 import logging as std_logging
+import pathlib
 import sys
 from collections.abc import Callable
 
+import jax
 from absl import app, logging
 
 from sar2optical.core import storage
@@ -19,6 +21,13 @@ class _QuietLibraries(std_logging.Filter):
     if noisy and record.exc_info and storage.caused_by_full_disk(record.exc_info[1]):
       return False
     return record.levelno >= std_logging.WARNING or not noisy
+
+
+def use_compilation_cache(workdir: str) -> None:
+  """Keeps compiled programs in WORKDIR/jax_cache, so that a resumed run loads its step instead of compiling it.
+  Global JAX settings are the commands' to make, never the library's."""
+  jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(workdir).expanduser().resolve() / "jax_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def run(main: Callable[[list[str]], None]) -> None:

@@ -3,7 +3,6 @@
 import pathlib
 import sys
 
-import jax
 from absl import flags
 from ml_collections import config_flags
 
@@ -34,9 +33,7 @@ def _define_flags() -> None:
 def main(argv: list[str]) -> None:
   del argv
   values = flags.FLAGS
-  # Resumed folds load their compiled step from the workdir instead of compiling it again.
-  jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(values.workdir).expanduser().resolve() / "jax_cache"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  cli.use_compilation_cache(values.workdir)
   features = workflow.FeatureOptions(fid=values.fid, lpips=values.lpips, fid_weights=values.fid_weights,
                                        lpips_backbone_weights=values.lpips_backbone_weights)
   result = crossval_lib.crossval(values.config, values.workdir, held_out=values.held_out,

@@ -8,7 +8,6 @@ Several processes (one per host, or per GPU): --distributed on a Cloud TPU slice
 each; see the README.
 """
 
-import pathlib
 import sys
 
 import jax
@@ -38,9 +37,7 @@ def main(argv: list[str]) -> None:
       jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     except (RuntimeError, ValueError) as error:
       raise ConfigError(f"--distributed/--coordinator_address: cannot join the multi-process run: {error}") from None
-  # A resumed run loads its compiled step from the workdir instead of compiling it again.
-  jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(_WORKDIR.value).expanduser().resolve() / "jax_cache"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  cli.use_compilation_cache(_WORKDIR.value)
   loop.train(_CONFIG.value, _WORKDIR.value)
 
 

@@ -27,6 +27,12 @@ def writable_directory(path: str | pathlib.Path, what: str) -> pathlib.Path:
   return path
 
 
+def temporary_name(path: pathlib.Path) -> pathlib.Path:
+  """The hidden name beside `path` under which it is written before one rename makes it whole: the only
+  naming of partial files, so that every reader that skips them skips them all."""
+  return path.with_name(f".{path.name}.{os.getpid()}.partial")
+
+
 @contextlib.contextmanager
 def written_whole(path: str | pathlib.Path) -> Iterator[pathlib.Path]:
   """Yields a temporary name beside `path` to write; renames it to `path` once the block ends without error.
@@ -36,7 +42,7 @@ def written_whole(path: str | pathlib.Path) -> Iterator[pathlib.Path]:
   never stays. An OSError becomes a DataError naming `path`.
   """
   path = pathlib.Path(path)
-  temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+  temporary = temporary_name(path)
   try:
     temporary.touch()
     mode = temporary.stat().st_mode

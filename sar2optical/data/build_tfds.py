@@ -3,7 +3,7 @@ r"""Builds the `sen1_2` TFDS dataset (ArrayRecord) from a data root in any layou
   python -m sar2optical.commands.build_tfds --manual_dir=/data/v_2 [--data_dir=~/tensorflow_datasets] \
       [--config=pixels|png] [--split_file=split.json] [--seed=0] [--scene_pattern=REGEX] [--seasons=spring,...]
 
-Without --split_file the splits are a seeded split by scene (as `sar2optical.data.split
+Without --split_file the splits are a seeded split by scene (as `sar2optical-split
 --kind=scene` makes). Train on it with --config.data.source=tfds (and --config.data.tfds_data_dir,
 --config.data.tfds_config when not the defaults).
 """

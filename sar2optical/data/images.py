@@ -19,6 +19,9 @@ from PIL import Image
 
 from sar2optical.core.errors import ConfigError, DataError
 
+#: The image files the toolkit reads, training pairs and predict's inputs alike (TIFFs through rasterio there).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
 _CHANNELS = {"L": 1, "RGB": 3}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")

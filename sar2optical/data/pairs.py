@@ -23,9 +23,9 @@ import pathlib
 import re
 from collections.abc import Sequence
 
+from sar2optical.data.images import IMAGE_SUFFIXES
 from sar2optical.core.errors import ConfigError, DataError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 SEASONS = ("spring", "summer", "fall", "winter")
 CLASS_FOLDERS = "class folders"  # the Kaggle and same-name layouts
 SEASON_FOLDERS = "season folders"  # the original layout

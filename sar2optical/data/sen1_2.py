@@ -38,6 +38,7 @@ from tensorflow_datasets.proto import tf_example_pb2
 from sar2optical.data import images
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import splits
+from sar2optical.core import storage
 from sar2optical.core.errors import DataError
 
 _CHANNELS = {"sar": ("L", 1), "optical": ("RGB", 3)}
@@ -200,14 +201,13 @@ def _shard_lengths(count: int, per_shard: int) -> list[int]:
 def _write_shard(path: pathlib.Path, records: Iterable[bytes]) -> None:
   """Writes `records` to an uncompressed ArrayRecord file at `path`, which appears only when complete."""
   path.parent.mkdir(parents=True, exist_ok=True)
-  partial = path.with_name(f"{path.name}.partial")
-  writer = array_record_module.ArrayRecordWriter(os.fspath(partial), "group_size:1,uncompressed")
-  try:
-    for record in records:
-      writer.write(record)
-  finally:
-    writer.close()
-  os.replace(partial, path)
+  with storage.written_whole(path) as temporary:
+    writer = array_record_module.ArrayRecordWriter(os.fspath(temporary), "group_size:1,uncompressed")
+    try:
+      for record in records:
+        writer.write(record)
+    finally:
+      writer.close()
 
 
 def _pixels(path: pathlib.Path, kind: str) -> np.ndarray:

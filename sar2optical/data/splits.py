@@ -16,6 +16,7 @@ import random
 from absl import logging
 
 from sar2optical.data.pairs import Pair
+from sar2optical.core import storage
 from sar2optical.core.errors import DataError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -182,9 +183,7 @@ def write_split(path: str | os.PathLike[str], split: dict) -> None:
   """Writes `split` as JSON, creating parent folders; atomically, so a reader never sees half a file."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-  partial.write_text(json.dumps(split, indent=2) + "\n")
-  partial.replace(path)
+  storage.write_whole(path, json.dumps(split, indent=2) + "\n")
 
 
 def read_split(path: str | os.PathLike[str]) -> dict:

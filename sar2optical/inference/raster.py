@@ -26,10 +26,10 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from sar2optical.data.images import check_pixels, load_image
+from sar2optical.data.images import IMAGE_SUFFIXES, check_pixels, load_image
+from sar2optical.core import storage
 from sar2optical.core.errors import DataError
 
-INPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg")
 #: Output format → file suffix.
 OUTPUT_FORMATS = {"png": ".png", "jpeg": ".jpg", "tiff": ".tif"}
@@ -236,7 +236,7 @@ class RgbWriter(RgbSink):
 
   def __init__(self, path: pathlib.Path):
     self.path = path
-    self._partial = path.with_name(f".{path.name}.partial")
+    self._partial = storage.temporary_name(path)
     path.parent.mkdir(parents=True, exist_ok=True)
 
   @abc.abstractmethod

@@ -105,7 +105,7 @@ def find_inputs(spec: str) -> list[tuple[pathlib.Path, pathlib.Path]]:
   if path.is_file():
     return [(path, pathlib.Path(path.name))]
   if path.is_dir():
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in raster.INPUT_SUFFIXES)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in raster.IMAGE_SUFFIXES)
     base = path
   elif glob.has_magic(spec):
     files = sorted(pathlib.Path(p) for p in glob.glob(str(path), recursive=True) if pathlib.Path(p).is_file())
@@ -113,7 +113,7 @@ def find_inputs(spec: str) -> list[tuple[pathlib.Path, pathlib.Path]]:
   else:
     raise DataError(f"--input: {spec} is not a file, a folder or a glob that matches anything")
   if not files:
-    raise DataError(f"--input: no images ({', '.join(raster.INPUT_SUFFIXES)}) in {spec}")
+    raise DataError(f"--input: no images ({', '.join(raster.IMAGE_SUFFIXES)}) in {spec}")
   return [(f, f.relative_to(base)) for f in files]
 
 

@@ -12,7 +12,7 @@ written for the original's ONNX file (its `onnx_inference.py`) runs ours unchang
 
 N is dynamic, S the workdir's image size. Eval mode: BatchNormalization on the running statistics, no
 Dropout. Opset 17 (the original's) in IR version 8. The weights are initializers named as in the original's
-state_dict (`encoder.enc2.conv_block.1.running_mean`, ...; `pytorch.weights` maps them), in its layouts,
+state_dict (`encoder.enc2.conv_block.1.running_mean`, ...; `torch_names` maps them), in its layouts,
 which are ONNX's (Conv OIHW, ConvTranspose IOHW). Written, each whole or not at all:
 
   F        the model; its metadata_props state the convention (names, shapes, dtypes, pixel mapping)
@@ -67,12 +67,12 @@ class _Graph:
     return self.node("BatchNormalization", [x, *(self.weight(f"{prefix}.{name}") for name in names)], epsilon=1e-5)
 
   def down_block(self, x: str, prefix: str, norm: bool) -> str:
-    """Conv 4×4 stride 2 (a bias only without norm) → [BatchNorm] → LeakyReLU(0.2), as `models.DownBlock`."""
+    """Conv 4×4 stride 2 (a bias only without norm) → [BatchNorm] → LeakyReLU(0.2), as `networks.DownBlock`."""
     x = self.conv(x, f"{prefix}.0", 4, 2, bias=not norm)
     return self.node("LeakyRelu", [self.batch_norm(x, f"{prefix}.1") if norm else x], alpha=0.2)
 
   def up_block(self, x: str, prefix: str, upsampling: str) -> str:
-    """ConvTranspose 4×4 stride 2, or Resize ×2 + Conv 3×3; → BatchNorm → ReLU, as `models.UpBlock` in eval mode."""
+    """ConvTranspose 4×4 stride 2, or Resize ×2 + Conv 3×3; → BatchNorm → ReLU, as `networks.UpBlock` in eval mode."""
     if upsampling == "none":
       x = self.node("ConvTranspose", [x, self.weight(f"{prefix}.0.weight")], kernel_shape=[4, 4], strides=[2, 2],
                     pads=[1, 1, 1, 1])
@@ -96,7 +96,7 @@ def convention(generator: TrainedGenerator) -> dict[str, Any]:
 
 
 def onnx_model(generator: TrainedGenerator) -> onnx.ModelProto:
-  """The generator's eval-mode graph, mirroring `models.UNetGenerator`; passes `check_model(full_check=True)`."""
+  """The generator's eval-mode graph, mirroring `networks.UNetGenerator`; passes `check_model(full_check=True)`."""
   model = generator.config.model
   graph = _Graph(torch_names.to_torch({"params": generator.g_params, "batch_stats": generator.g_stats}))
   x, skips = INPUT, []

@@ -1,13 +1,13 @@
-r"""Exports a workdir's networks as the original SAR2Optical's state_dicts: the inverse of `pytorch.convert`.
+r"""Exports a workdir's networks as the original SAR2Optical's state_dicts: the inverse of `torch_import`.
 
   python -m sar2optical.commands.export --format=torch --workdir=runs/pix2pix --output=DIR [--step=latest]
 
 Writes DIR/gen.safetensors and DIR/disc.safetensors (`safetensors.numpy`: no torch needed), then
 DIR/gen.pth and DIR/disc.pth (`torch.save` of an OrderedDict of tensors, which
 `torch.load(path, weights_only=True)` reads), each file whole or not at all. Keys, layouts and float32
-values are the original's (`pytorch.weights.to_torch`), BatchNorm's `num_batches_tracked` included (the
+values are the original's (`torch_names.to_torch`), BatchNorm's `num_batches_tracked` included (the
 checkpoint's step), so the original's networks take them with `load_state_dict(strict=True)` and
-`sar2optical.convert` reads either file back into the same variables, bitwise. The safetensors'
+`sar2optical-convert` reads either file back into the same variables, bitwise. The safetensors'
 metadata hold `format: pt` and, under `sar2optical`, the step, image size, channels, pixel mapping and
 model fields. Writing `.pth` needs torch: without it the safetensors are written and the error says so.
 A run with a discriminator the original has no names for (the pixel one, several scales, spectral

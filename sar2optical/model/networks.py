@@ -1,7 +1,7 @@
 """Pix2Pix networks in Flax linen, equal to the PyTorch SAR2Optical model.
 
 Layout is NHWC. Module names mirror the PyTorch state_dict (`enc1` ↔ `encoder.enc1`, `dec3` ↔
-`decoder.dec3`, `head`, discriminator `block0` ↔ `model.model.0`), so `pytorch.weights` maps one onto
+`decoder.dec3`, `head`, discriminator `block0` ↔ `model.model.0`), so `interop.torch_names` maps one onto
 the other by name. Nothing here knows about data, training or checkpoints, nor how a convolution is
 computed: `Conv` and `ConvTranspose4x4` call `sar2optical.model.conv`, which picks the form per platform.
 
@@ -35,7 +35,7 @@ def norm_scale_init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> 
 
 
 class Conv(nn.Module):
-  """A square convolution with `nn.Conv`'s parameters ("kernel" HWIO, optional "bias"), run by `ops.conv.conv`."""
+  """A square convolution with `nn.Conv`'s parameters ("kernel" HWIO, optional "bias"), run by `conv.conv`."""
   features: int
   size: int
   stride: int = 1
@@ -113,7 +113,7 @@ class ConvTranspose4x4(nn.Module):
   """PyTorch's ConvTranspose2d(kernel 4, stride 2, padding 1, no bias) with parameter "kernel".
 
   The kernel is stored as Flax's transposed layout (kh, kw, out, in), i.e. PyTorch's
-  (in, out, kh, kw) permuted. Run by `ops.conv.conv_transpose4x4`, in `accelerator_form` off the CPU.
+  (in, out, kh, kw) permuted. Run by `conv.conv_transpose4x4`, in `accelerator_form` off the CPU.
   """
   features: int
   dtype: Dtype = jnp.float32
@@ -158,7 +158,7 @@ class UNetGenerator(nn.Module):
   concat(skip, output); block L maps to 64 channels. Dropout sits on the innermost
   min(3, L-1) decoder blocks. The input size must be a multiple of 2**levels. Parameters are
   float32; `dtype` is the computation dtype (bfloat16 for mixed precision); the output is float32.
-  `accelerator_form` is the transposed convolutions' form off the CPU (`ops.conv.conv_transpose4x4`):
+  `accelerator_form` is the transposed convolutions' form off the CPU (`conv.conv_transpose4x4`):
   the same function and parameters, a different computation; `bench/gpu_speed.py` measures both.
   """
   levels: int = 8

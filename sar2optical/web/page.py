@@ -134,9 +134,9 @@ def translate_upload(translator: Translator, source: pathlib.Path, folder: pathl
 def find_examples(folder: str | pathlib.Path) -> list[pathlib.Path]:
   """The first MAX_EXAMPLES images below `folder` (recursive, by path); DataError if there are none."""
   folder = pathlib.Path(folder).expanduser()
-  images = sorted(path for path in folder.rglob("*") if path.suffix.lower() in raster.INPUT_SUFFIXES)
+  images = sorted(path for path in folder.rglob("*") if path.suffix.lower() in raster.IMAGE_SUFFIXES)
   if not images:
-    raise DataError(f"--examples: no images ({', '.join(raster.INPUT_SUFFIXES)}) in {folder}")
+    raise DataError(f"--examples: no images ({', '.join(raster.IMAGE_SUFFIXES)}) in {folder}")
   return images[:MAX_EXAMPLES]
 
 
@@ -191,7 +191,7 @@ def build(translator: Translator, examples: Sequence[pathlib.Path] = (),
     gr.Markdown(_header(translator))
     with gr.Row():
       with gr.Column(scale=1):
-        upload = gr.File(label="SAR image: PNG, JPEG or (Geo)TIFF", file_types=list(raster.INPUT_SUFFIXES),
+        upload = gr.File(label="SAR image: PNG, JPEG or (Geo)TIFF", file_types=list(raster.IMAGE_SUFFIXES),
                          type="filepath", elem_id="upload")
         units = gr.Radio(list(SAR_UNITS), value="uint8", label="SAR units", elem_id="units")
         with gr.Row():
