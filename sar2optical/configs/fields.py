@@ -4,10 +4,9 @@ from typing import Any
 
 import ml_collections
 
-from sar2optical.model import losses
-from sar2optical.model import networks
-from sar2optical.data import pairs as pairs_lib
 from sar2optical.core.errors import ConfigError
+from sar2optical.data import pairs as pairs_lib
+from sar2optical.model import losses, networks
 
 CHOICES = {
     "data.augment": ("none", "paper"),
@@ -33,8 +32,8 @@ PATCH_ONLY = {"model.disc_scales": 1, "model.disc_spectral_norm": False, "loss.l
 def default_config() -> ml_collections.ConfigDict:
   """The original's setup (configs/pix2pix.py): every field with its default and meaning."""
   config = ml_collections.ConfigDict()
-  config.seed = 0
-  config.image_size = 256
+  config.seed = 0  # seed of the initialisation, dropout, the data order and augmentation, and the split by scene
+  config.image_size = 256  # side of the square images the model trains on; a multiple of 2^L for L = `model.levels`
   config.batch_size = 32  # global, over all devices and processes
   # 87,500 × 32 = 2.8 M images: 200 epochs of the balanced split's 14,000 training pairs (the original's
   # budget); ≈ 219 epochs of the default scene split's ≈ 12,800 (0.8 of the Kaggle set's 16,000).
@@ -57,37 +56,39 @@ def default_config() -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   config.model.in_channels = 1  # SEN1-2 SAR PNGs are single-band; 3 for the original's checkpoints
-  config.model.levels = 8
+  config.model.levels = 8  # U-Net depth (at most 8); 8 is the original's at 256², the quickstart uses 6 at 64²
   config.model.upsampling = "none"  # none (ConvTranspose) | nearest | bilinear
-  config.model.dropout_rate = 0.5
+  config.model.dropout_rate = 0.5  # dropout on the innermost min(3, levels − 1) decoder blocks (train mode only)
   config.model.disc = "patch"  # patch | pixel
-  config.model.disc_layers = 3
+  config.model.disc_layers = 3  # PatchGAN depth: 3 is the original's 70×70 PatchGAN
   config.model.dtype = "float32"  # computation dtype; bfloat16 for mixed precision (params, optimizer, losses stay float32)
-  # Beyond the original (these defaults are its behaviour; see the README's few-scene section):
+  # Beyond the original (these defaults are its behaviour; see docs/few_scenes.md):
   config.model.disc_scales = 1  # PatchGANs on the input at 1, 1/2, 1/4 of its size (pix2pixHD: 2 or 3)
   config.model.disc_spectral_norm = False  # spectral normalisation of every PatchGAN conv (Miyato et al. 2018)
   config.model.ema_decay = 0.0  # > 0: eval/predict/export use an EMA of G's parameters and BatchNorm statistics
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.lambda_l1 = 100.0
+  config.loss.lambda_l1 = 100.0  # weight of the L1 term in the generator's loss
   config.loss.gan = "bce"  # bce (the original's) | lsgan | hinge
   config.loss.lambda_feat_match = 0.0  # weight of pix2pixHD's discriminator feature-matching loss (it uses 10)
 
   config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.learning_rate = 2e-4
-  config.optimizer.b1 = 0.5
-  config.optimizer.b2 = 0.999
+  config.optimizer.learning_rate = 2e-4  # Adam's learning rate, one Adam per network
+  config.optimizer.b1 = 0.5  # Adam's β1
+  config.optimizer.b2 = 0.999  # Adam's β2
 
   config.schedule = ml_collections.ConfigDict()
   config.schedule.name = "constant"  # constant | linear_decay (constant, then linearly to 0: the paper's)
   config.schedule.decay_start_fraction = 0.5  # for linear_decay: where the decay starts
 
+  # mean losses, steps/s, images/s and ETA to the log, metrics.jsonl and TensorBoard every N steps
   config.log_every_steps = 50
+  # a checkpoint every N steps (also after each validation, at the end, on SIGTERM/SIGINT)
   config.checkpoint_every_steps = 1000
   config.eval_every_steps = 1000  # score the validation split (eval mode) and keep the best checkpoint; 0: never
-  config.eval_batch_size = 16
-  config.sample_every_steps = 1000
-  config.keep_checkpoints = 3
+  config.eval_batch_size = 16  # batch size of the validation during training
+  config.sample_every_steps = 1000  # a SAR | generated | target grid in WORKDIR/samples/ every N steps
+  config.keep_checkpoints = 3  # the last N checkpoints are kept, and also the best by validation PSNR
   return config
 
 

@@ -22,7 +22,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
 
   `configs/pix2pix.py:paper` adds the pix2pix paper's augmentation (jitter 286 → 256 and mirroring).
   `configs/pix2pix.py:few_scenes` is the recipe for a handful of training scenes, chosen by
-  leave-one-scene-out on the shared sample (README, "Few training scenes"): the original's with LSGAN
+  leave-one-scene-out on the shared sample (docs/few_scenes.md): the original's with LSGAN
   losses (Mao et al. 2017), nothing else changed.
   Every field, its default and its meaning: `sar2optical.configs.fields.default_config`.
   """

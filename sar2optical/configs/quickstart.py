@@ -1,4 +1,4 @@
-r"""A short CPU run at 64² with a 6-level U-Net: the README's quickstart, a few minutes on 2 cores.
+r"""A short CPU run at 64² with a 6-level U-Net: the README's quickstart, a few minutes on a 2-core CPU.
 
   python -m sar2optical.commands.demo_data --output=demo_data
   python train.py --config=configs/quickstart.py --workdir=runs/quickstart
