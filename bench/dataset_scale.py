@@ -36,9 +36,8 @@ import tempfile
 import time
 import tracemalloc
 
-from absl import app
-from absl import flags
 import numpy as np
+from absl import app, flags
 from PIL import Image
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
@@ -88,7 +87,8 @@ def _peak_rss_mb() -> float:
 
 
 def _index(root: str) -> dict:
-  from sar2optical.data import pairs as pairs_lib, splits
+  from sar2optical.data import pairs as pairs_lib
+  from sar2optical.data import splits
   start = time.perf_counter()
   found = pairs_lib.find_pairs(root)
   indexed = time.perf_counter()
@@ -118,7 +118,8 @@ def _build(root: str) -> dict:
 
 
 def _pipeline(root: str, image_size: int) -> dict:
-  from sar2optical.data import pairs as pairs_lib, pipeline, sources, splits
+  from sar2optical.data import pairs as pairs_lib
+  from sar2optical.data import pipeline, sources, splits
   start = time.perf_counter()
   found = pairs_lib.find_pairs(root)
   train = splits.select(found, splits.make_split(found, seed=0), "train")

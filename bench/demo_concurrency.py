@@ -5,7 +5,7 @@ r"""The web demo under bursts of concurrent clients: latency per request, refusa
 Starts `python -m sar2optical.commands.demo` (its default limits but --max_queue) on a workdir of the default model (the
 original's 8-level U-Net at 256², freshly initialised and saved as a real checkpoint, as bench/predict.py
 does: a trained model computes exactly as much) and sends it bursts of N clients at once with gradio_client
-(tests/chromium.py `submit`: the page's translation of an upload, files downloaded), each client its own
+(bench/chromium.py `submit`: the page's translation of an upload, files downloaded), each client its own
 session, all requests in flight together. A request's latency runs from the submit to its outputs
 downloaded: upload, wait in the queue, translation, download. The server translates one request at a
 time and keeps at most --max_queue waiting, so a burst of N > max_queue + 1 has some refused ("Queue is
@@ -26,11 +26,12 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import chromium  # bench/chromium.py: the server and the client, as tests/test_web_demo.py drives them
+
+import predict as predict_bench  # bench/predict.py: its untrained default-size workdir
+
 BENCH = pathlib.Path(__file__).resolve().parent
 REPO = BENCH.parent
-sys.path.insert(0, str(REPO / "tests"))
-import chromium  # noqa: E402  (tests/chromium.py: the server and the client the test drives)
-import predict as predict_bench  # noqa: E402  (bench/predict.py: its untrained default-size workdir)
 
 WAIT_S = 600
 

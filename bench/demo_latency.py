@@ -5,7 +5,7 @@ r"""The web demo's time to first result in a real browser, on this CPU, for a 25
 Starts `python -m sar2optical.commands.demo` on a workdir of the default model (the original's 8-level U-Net at
 256², freshly initialised and saved as a real checkpoint, as bench/predict.py does: a trained model
 computes exactly as much) and drives headless Chromium from the Debian packages with Selenium
-(tests/chromium.py). Each run uploads a file under a new name and times, in the browser, from handing the
+(bench/chromium.py). Each run uploads a file under a new name and times, in the browser, from handing the
 file to the upload field until the page shows the translation: upload, predict.py's translation into a
 GeoTIFF, the PNG, both previews and their transfer. The first run after the server starts also compiles
 the generator; it is reported apart from the median of the others. Inputs: a real SEN1-2 SAR patch
@@ -26,16 +26,16 @@ import sys
 import tempfile
 import time
 
+import chromium  # bench/chromium.py: the browser, as tests/test_web_demo.py drives it
 import numpy as np
 import rasterio
 from PIL import Image
 from rasterio.transform import from_origin
 
+import predict as predict_bench  # bench/predict.py: its untrained default-size workdir
+
 BENCH = pathlib.Path(__file__).resolve().parent
 REPO = BENCH.parent
-sys.path.insert(0, str(REPO / "tests"))
-import chromium  # noqa: E402  (tests/chromium.py: the browser the test drives)
-import predict as predict_bench  # noqa: E402  (bench/predict.py: its untrained default-size workdir)
 
 SCENE = 2048
 PATCH = 256

@@ -1,6 +1,6 @@
 r"""Throughput on an accelerator, in one run: the train step, train.py end to end, predict.py on a scene.
 
-`bench/gpu.sh` runs it with the defaults on a GPU machine (the one command is in the README);
+`bench/gpu.sh` runs it with the defaults on a GPU machine (the command is in docs/benchmarks.md);
 `--smoke` runs every part with a tiny model on any machine, the CPU included, in a few minutes.
 
   python bench/gpu_speed.py [--batches 16,64,128,256] [--dtypes float32,bfloat16]

@@ -29,20 +29,16 @@ import sys
 import tempfile
 import time
 
-from absl import app
-from absl import flags
 import grain
 import numpy as np
+from absl import app, flags
 from PIL import Image
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from sar2optical.data import build_tfds
+from sar2optical.data import build_tfds, pipeline, sources, splits
 from sar2optical.data import pairs as pairs_lib
-from sar2optical.data import splits
-from sar2optical.data import pipeline
-from sar2optical.data import sources
 from sar2optical.data.augment import Augmentation
 
 _ROOT = flags.DEFINE_string("root", str(pathlib.Path(__file__).resolve().parents[2] / "shared/data/sen1-2"),

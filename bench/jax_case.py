@@ -19,11 +19,11 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from sar2optical.configs import pix2pix  # noqa: E402
+from sar2optical.model.pixels import PixelSpec  # noqa: E402
 from sar2optical.training.mesh import global_batch, make_mesh  # noqa: E402
 from sar2optical.training.recipe import make_recipe  # noqa: E402
 from sar2optical.training.state import create_state  # noqa: E402
 from sar2optical.training.step import jit_generate, jit_train_step  # noqa: E402
-from sar2optical.model.pixels import PixelSpec  # noqa: E402
 
 
 def main() -> None:

@@ -49,11 +49,11 @@ from sar2optical.commands import cli
 from sar2optical.configs import fields
 from sar2optical.inference import tile_engine
 from sar2optical.inference.restore import TrainedGenerator  # noqa: E402
+from sar2optical.inference.tiling import TileGrid  # noqa: E402
+from sar2optical.model.pixels import PixelSpec  # noqa: E402
 from sar2optical.training.mesh import make_mesh  # noqa: E402
 from sar2optical.training.recipe import make_recipe  # noqa: E402
 from sar2optical.training.state import create_state, init_state  # noqa: E402
-from sar2optical.model.pixels import PixelSpec  # noqa: E402
-from sar2optical.inference.tiling import TileGrid  # noqa: E402
 
 _TILES = flags.DEFINE_integer("tiles", 64, "Tiles per generator case.", lower_bound=1)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Tiles per batch (both generators, and predict.py).",

@@ -22,12 +22,11 @@ import jax  # noqa: E402
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
-
 from few_scenes_ablation import OPTIONS  # noqa: E402
-from sar2optical.configs import fields
-from sar2optical.training import mesh as mesh_lib  # noqa: E402
-from sar2optical.configs import pix2pix  # noqa: E402
+
+from sar2optical.configs import fields, pix2pix  # noqa: E402
 from sar2optical.model.pixels import PixelSpec  # noqa: E402
+from sar2optical.training import mesh as mesh_lib  # noqa: E402
 from sar2optical.training import recipe as recipe_lib  # noqa: E402
 from sar2optical.training import state as state_lib  # noqa: E402
 from sar2optical.training import step as step_lib  # noqa: E402

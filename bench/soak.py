@@ -34,10 +34,10 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from sar2optical.configs import quickstart  # noqa: E402
+from sar2optical.data import synthetic  # noqa: E402
 from sar2optical.evaluation import workflow
 from sar2optical.inference import translator
-from sar2optical.configs import quickstart  # noqa: E402
-from sar2optical.data import demo  # noqa: E402
 from sar2optical.training import loop  # noqa: E402
 
 _STEPS = flags.DEFINE_integer("steps", 3000, "Training steps.", lower_bound=10)
@@ -95,7 +95,7 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)
   scratch = pathlib.Path(_SCRATCH.value or tempfile.mkdtemp(prefix="soak-"))
   root, workdir, inputs = scratch / "data", scratch / "run", scratch / "in"
-  demo.generate(root, pairs_per_class=6, size=32, seed=0)  # resized to 16² on loading
+  synthetic.generate(root, pairs_per_class=6, size=32, seed=0)  # resized to 16² on loading
   config = quickstart.get_config()
   config.update_from_flattened_dict({
       "data.root": str(root), "image_size": 16, "batch_size": 2, "model.levels": 2, "model.disc": "pixel",

@@ -9,9 +9,17 @@ part of the package (sar2optical.data, sar2optical.interop, ...) does not import
 """
 
 import importlib
+import importlib.metadata
 from typing import Any
 
-__version__ = "0.1.0"
+try:  # written by setuptools-scm when the package is installed (pip install -e . included): the git version
+  from sar2optical._version import __version__
+except ImportError:  # a checkout that was never installed
+  try:
+    __version__ = importlib.metadata.version("sar2optical")
+  except importlib.metadata.PackageNotFoundError:
+    __version__ = "0+unknown"
+
 __all__ = ["load", "Translator"]
 
 
@@ -19,3 +27,7 @@ def __getattr__(name: str) -> Any:
   if name in __all__:
     return getattr(importlib.import_module("sar2optical.inference.translator"), name)
   raise AttributeError(f"module 'sar2optical' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+  return [*__all__, "__version__"]

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from sar2optical.configs import quickstart
-from sar2optical.data import synthetic
-from sar2optical.data import images
+from sar2optical.data import images, synthetic
 from sar2optical.data.pairs import Pair
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -61,8 +60,9 @@ def spread_generator(config, seed: int = 0):
   """An eval-mode TrainedGenerator (step 0) of `config` in memory, its variables by `spread_variables`."""
   import jax  # pylint: disable=g-import-not-at-top (keeps collection light)
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from sar2optical.model.pixels import PixelSpec  # pylint: disable=g-import-not-at-top
+
   from sar2optical.inference.restore import TrainedGenerator  # pylint: disable=g-import-not-at-top
+  from sar2optical.model.pixels import PixelSpec  # pylint: disable=g-import-not-at-top
   from sar2optical.training.recipe import make_recipe  # pylint: disable=g-import-not-at-top
   recipe = make_recipe(config, PixelSpec())
   sar = jnp.zeros((1, config.image_size, config.image_size, config.model.in_channels))
@@ -78,6 +78,7 @@ def spread_state(config, seed: int = 0):
   """
   import jax  # pylint: disable=g-import-not-at-top (keeps collection light)
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
   from sar2optical.model.pixels import PixelSpec  # pylint: disable=g-import-not-at-top
   from sar2optical.training.mesh import make_mesh  # pylint: disable=g-import-not-at-top
   from sar2optical.training.recipe import make_recipe  # pylint: disable=g-import-not-at-top
@@ -173,12 +174,13 @@ def tiny_workdir(demo_root, tmp_path_factory) -> pathlib.Path:
 def saved_state(workdir: pathlib.Path):
   """The latest saved TrainState of `workdir` on the host, restored with the config saved beside it."""
   import jax  # pylint: disable=g-import-not-at-top (keeps collection light)
+
   from sar2optical.checkpoints import manager
   from sar2optical.checkpoints.metadata import config_from_metadata
+  from sar2optical.model.pixels import PixelSpec  # pylint: disable=g-import-not-at-top
   from sar2optical.training.mesh import make_mesh  # pylint: disable=g-import-not-at-top
   from sar2optical.training.recipe import make_recipe  # pylint: disable=g-import-not-at-top
   from sar2optical.training.state import abstract_state  # pylint: disable=g-import-not-at-top
-  from sar2optical.model.pixels import PixelSpec  # pylint: disable=g-import-not-at-top
   checkpoints = manager.Checkpoints(workdir, create=False)
   try:
     step = checkpoints.latest_step()

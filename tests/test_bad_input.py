@@ -20,9 +20,9 @@ from conftest import REPO, file_digests, tiny_config
 from PIL import Image
 
 import sar2optical
-from sar2optical.evaluation import workflow
-from sar2optical.data import synthetic
 from sar2optical.core.errors import Sar2OpticalError
+from sar2optical.data import synthetic
+from sar2optical.evaluation import workflow
 from sar2optical.training import loop
 
 SAR, OPTICAL = "agri/s1/ROIs1970_fall_s1_13_p{}.png", "agri/s2/ROIs1970_fall_s2_13_p{}.png"

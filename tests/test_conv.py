@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sar2optical.model import networks
 from sar2optical.model import conv as conv_ops
+from sar2optical.model import networks
 
 #: The equal computations of the transposed conv; "dilated" (`lax.conv_transpose`, JAX's gradient) is the reference.
 TRANSPOSE_FORMS = {

@@ -16,16 +16,16 @@ from conftest import REPO, nhwc, randomise_running_stats, tiny_config
 
 from sar2optical.checkpoints import manager
 from sar2optical.checkpoints.metadata import config_from_metadata
-from sar2optical.evaluation import workflow
-from sar2optical.core.errors import CheckpointError, ConfigError
-from sar2optical.inference.restore import load_generator
-from sar2optical.model.pixels import PixelSpec
-from sar2optical.interop import torch_import
 from sar2optical.core import pth_files
+from sar2optical.core.errors import CheckpointError, ConfigError
+from sar2optical.evaluation import workflow
+from sar2optical.inference.restore import load_generator
+from sar2optical.interop import torch_import
+from sar2optical.model.pixels import PixelSpec
+from sar2optical.training import loop
 from sar2optical.training import mesh as mesh_lib
 from sar2optical.training import recipe as recipe_lib
 from sar2optical.training import state as state_lib
-from sar2optical.training import loop
 
 
 def save_reference(torch_reference, directory: pathlib.Path, levels: int, in_channels: int, upsampling: str):

@@ -6,10 +6,10 @@ import shutil
 import pytest
 from conftest import tiny_config
 
-from sar2optical.evaluation import crossval
+from sar2optical.core.errors import ConfigError, DataError
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import splits
-from sar2optical.core.errors import ConfigError, DataError
+from sar2optical.evaluation import crossval
 
 
 def two_scene_root(demo_root, root):

@@ -6,17 +6,14 @@ import pathlib
 import subprocess
 import sys
 
-from conftest import load_pair, requires_sen12, SEN12_ROOT
 import numpy as np
-from PIL import Image
 import pytest
+from conftest import SEN12_ROOT, load_pair, requires_sen12
+from PIL import Image
 
-from sar2optical.data import images
-from sar2optical.data import pairs as pairs_lib
-from sar2optical.data import splits
-from sar2optical.data import pipeline
-from sar2optical.data import sources
 from sar2optical.core.errors import DataError
+from sar2optical.data import images, pipeline, sources, splits
+from sar2optical.data import pairs as pairs_lib
 
 SEN12_COUNTS = {"agri": 33, "barrenland": 20, "grassland": 20, "urban": 21}
 

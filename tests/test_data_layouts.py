@@ -9,19 +9,15 @@ import re
 import subprocess
 import sys
 
-from conftest import REPO, requires_sen12, SEN12_ROOT, tiny_config
 import numpy as np
-from PIL import Image
 import pytest
+from conftest import REPO, SEN12_ROOT, requires_sen12, tiny_config
+from PIL import Image
 
 from sar2optical.configs import fields
-from sar2optical.data import check
-from sar2optical.data import synthetic
-from sar2optical.data import pipeline
-from sar2optical.data import resolve
-from sar2optical.data import splits
-from sar2optical.data import pairs as pairs_lib
 from sar2optical.core.errors import ConfigError, DataError
+from sar2optical.data import check, pipeline, resolve, splits, synthetic
+from sar2optical.data import pairs as pairs_lib
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sar2optical.data import synthetic
 from sar2optical.core.errors import ConfigError, DataError
+from sar2optical.data import synthetic
 
 _PAIRS = 3
 _SIZE = 64

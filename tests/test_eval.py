@@ -11,18 +11,17 @@ import pytest
 from conftest import SEN12_ROOT, requires_sen12, tiny_config
 from PIL import Image
 
-from sar2optical.evaluation import workflow
-from sar2optical.metrics import distortion
-from sar2optical.metrics import scoring
+from sar2optical.core.errors import DataError
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import sources
 from sar2optical.data.images import load_image
-from sar2optical.core.errors import DataError
-from sar2optical.model.pixels import PixelSpec
+from sar2optical.evaluation import workflow
 from sar2optical.inference.restore import load_generator
+from sar2optical.metrics import distortion, scoring
+from sar2optical.model.pixels import PixelSpec
+from sar2optical.training import loop
 from sar2optical.training import recipe as recipe_lib
 from sar2optical.training import state as state_lib
-from sar2optical.training import loop
 
 
 @requires_sen12
@@ -179,8 +178,7 @@ def test_validation_during_training_keeps_the_best_checkpoint(demo_root, tmp_pat
 def test_fid_kid_lpips_and_saved_images(workdir, tmp_path, random_feature_weights):
   """--fid --lpips --save_images: FID/KID beside PSNR overall and per class (with n), LPIPS per image and as
   mean ± std, for the model and the floors; the saved PNGs and listed targets give back the reported FID."""
-  from sar2optical.metrics import distances
-  from sar2optical.metrics import feature_weights
+  from sar2optical.metrics import distances, feature_weights
   (inception, inception_sha), (alexnet, alexnet_sha) = random_feature_weights.values()
   options = workflow.FeatureOptions(fid=True, lpips=True, fid_weights=str(inception), fid_weights_sha256=inception_sha,
                                       lpips_backbone_weights=str(alexnet), lpips_backbone_weights_sha256=alexnet_sha)

@@ -9,12 +9,12 @@ import sys
 import jax
 import numpy as np
 import pytest
-from PIL import Image
 from conftest import REPO, make_workdir
+from PIL import Image
 
-from sar2optical.interop import stablehlo
 from sar2optical.core.errors import ConfigError
 from sar2optical.inference.restore import load_generator
+from sar2optical.interop import stablehlo
 from sar2optical.model.pixels import PixelSpec
 
 # Runs a script with the project's model code and torch made unimportable (`import flax` raises ImportError).

@@ -25,13 +25,13 @@ from PIL import Image
 from test_bad_input import SAR, train_on, two_pairs
 
 from sar2optical.checkpoints import manager
-from sar2optical.evaluation import workflow
-from sar2optical.inference import tile_engine
-from sar2optical.training import lock
+from sar2optical.core.errors import DataError, DiskFull, WorkdirInUse
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import splits
-from sar2optical.core.errors import DataError, DiskFull, WorkdirInUse
+from sar2optical.evaluation import workflow
+from sar2optical.inference import tile_engine
 from sar2optical.model.pixels import SarScaling
+from sar2optical.training import lock
 
 
 @contextlib.contextmanager

@@ -14,8 +14,7 @@ import pytest
 from conftest import SEN12_ROOT, requires_sen12
 from PIL import Image
 
-from sar2optical.metrics import distances
-from sar2optical.metrics import feature_weights
+from sar2optical.metrics import distances, feature_weights
 
 pytestmark = requires_sen12
 

@@ -20,7 +20,7 @@ def test_a_wheel_trains_and_evaluates_from_another_folder(demo_root, tmp_path):
   own, and run the console scripts from a third folder with the packaged quickstart config by name."""
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   source = tmp_path / "source"  # a copy, so that the build leaves nothing in the checkout
-  shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", ".venv*", "build", "runs", "demo_data", "*.egg-info",
+  shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", ".venv*", "build", "_build", "runs", "demo_data", "*.egg-info",
                                                               "__pycache__", ".pytest_cache"))
   run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "wheel"), str(source)], tmp_path, env)
   (wheel,) = (tmp_path / "wheel").glob("sar2optical-*.whl")

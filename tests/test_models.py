@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from conftest import nhwc, randomise_running_stats, torch_state_dict
 
-from sar2optical.model import networks
 from sar2optical.configs import pix2pix
-from sar2optical.model import conv as conv_ops
-from sar2optical.model.pixels import PixelSpec
 from sar2optical.interop import torch_names as torch_weights
+from sar2optical.model import conv as conv_ops
+from sar2optical.model import networks
+from sar2optical.model.pixels import PixelSpec
 from sar2optical.training import recipe as recipe_lib
 from sar2optical.training import state as state_lib
 from sar2optical.training import step as step_lib

@@ -11,10 +11,10 @@ from conftest import REPO, SEN12_ROOT, load_pair, make_workdir, requires_sen12, 
 
 import sar2optical
 import sar2optical.interop
-from sar2optical.configs import fields
 from sar2optical.commands import export as export_command
-from sar2optical.data.pairs import find_pairs
+from sar2optical.configs import fields
 from sar2optical.core.errors import CheckpointError, ConfigError, DataError
+from sar2optical.data.pairs import find_pairs
 from sar2optical.inference.restore import load_generator
 
 onnx = pytest.importorskip("onnx", reason="onnx (test dependency; the `onnx` extra) is not installed")

@@ -3,17 +3,14 @@
 import json
 import pathlib
 
-from absl import flags
 import numpy as np
-from PIL import Image
 import pytest
+from absl import flags
+from PIL import Image
 
-from sar2optical.data import augment
-from sar2optical.data import images
-from sar2optical.data import pairs as pairs_lib
-from sar2optical.data import pipeline
-from sar2optical.data import sources
 from sar2optical.core.errors import DataError
+from sar2optical.data import augment, images, pipeline, sources
+from sar2optical.data import pairs as pairs_lib
 
 _SIZE = 32
 _PAIRS = 12
@@ -233,8 +230,7 @@ def test_paper_variant_turns_on_the_papers_augmentation():
     ("augment", "jitter"), ("source", "s3"), ("tfds_config", "jpeg"), ("workers", -1),
 ])
 def test_bad_data_fields_are_named(name, value):
-  from sar2optical.configs import quickstart  # pylint: disable=g-import-not-at-top
-  from sar2optical.configs import fields
+  from sar2optical.configs import fields, quickstart  # pylint: disable=g-import-not-at-top
   from sar2optical.core.errors import ConfigError  # pylint: disable=g-import-not-at-top
   config = quickstart.get_config()
   config.data[name] = value
@@ -243,8 +239,7 @@ def test_bad_data_fields_are_named(name, value):
 
 
 def test_tfds_source_needs_no_data_root():
-  from sar2optical.configs import quickstart  # pylint: disable=g-import-not-at-top
-  from sar2optical.configs import fields
+  from sar2optical.configs import fields, quickstart  # pylint: disable=g-import-not-at-top
   config = quickstart.get_config()
   config.data.root, config.data.source = "", "tfds"
   fields.validate(config)

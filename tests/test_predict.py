@@ -13,11 +13,11 @@ from PIL import Image
 from rasterio.control import GroundControlPoint
 from rasterio.transform import from_origin
 
-from sar2optical.inference import tile_engine
 from sar2optical.core.errors import ConfigError
+from sar2optical.inference import tile_engine
 from sar2optical.inference.restore import load_generator
-from sar2optical.model.pixels import SarScaling
 from sar2optical.inference.tiling import Blender, TileGrid, reflect_indices
+from sar2optical.model.pixels import SarScaling
 
 TILE = 32  # the tiny model's image size
 CRS = "EPSG:32633"

@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 from conftest import saved_state, tiny_config
 
-from sar2optical.configs import fields
-from sar2optical.model import losses
-from sar2optical.configs import pix2pix
+from sar2optical.configs import fields, pix2pix
 from sar2optical.core.errors import ConfigError
-from sar2optical.model.pixels import PixelSpec
-from sar2optical.interop import torch_export as torch_export
 from sar2optical.inference.restore import load_generator
+from sar2optical.interop import torch_export as torch_export
+from sar2optical.model import losses
+from sar2optical.model.pixels import PixelSpec
 from sar2optical.training import loop
 from sar2optical.training import mesh as mesh_lib
 from sar2optical.training import recipe as recipe_lib
@@ -67,7 +66,7 @@ def test_bad_option_values_are_named(overrides, fragment):
 
 
 def test_few_scenes_variant_is_the_measured_lsgan_row():
-  """configs/pix2pix.py:few_scenes is what the README's ablation chose: the original's recipe with LSGAN only."""
+  """configs/pix2pix.py:few_scenes is what the few-scene ablation chose (docs/few_scenes.md): LSGAN only."""
   config = pix2pix.get_config("few_scenes")
   expected = pix2pix.get_config()
   expected.loss.gan = "lsgan"

@@ -20,9 +20,10 @@ from sar2optical.checkpoints import manager
 from sar2optical.core.errors import ConfigError, StoppedBySignal, TrainingDiverged
 from sar2optical.training import loop
 
+
 def hanging_in_save(where: str, step: int, marker: pathlib.Path, train: list[str]) -> list[str]:
-  """`train` (a train_command()) run by tests/hang_in_save.py: it hangs in the save of `step` ("data" or "commit")."""
-  return [sys.executable, "tests/hang_in_save.py", where, str(step), str(marker), *train[2:]]
+  """`train` (a train_command()) run by tests/helpers/hang_in_save.py: hanging in the save of `step` (data|commit)."""
+  return [sys.executable, "tests/helpers/hang_in_save.py", where, str(step), str(marker), *train[2:]]
 
 
 def wait_for(marker: pathlib.Path, process: subprocess.Popen) -> None:

@@ -2,22 +2,18 @@
 
 import pathlib
 
-from array_record.python import array_record_module
-from conftest import requires_sen12, SEN12_ROOT, tiny_config
 import numpy as np
-from PIL import Image
 import pytest
+from array_record.python import array_record_module
+from conftest import SEN12_ROOT, requires_sen12, tiny_config
+from PIL import Image
 
-from sar2optical.configs import quickstart
 from sar2optical.checkpoints import manager
-from sar2optical.evaluation import workflow
-from sar2optical.data import build_tfds
-from sar2optical.data import pairs as pairs_lib
-from sar2optical.data import splits
-from sar2optical.data import pipeline
-from sar2optical.data import resolve
-from sar2optical.data import sources
+from sar2optical.configs import quickstart
 from sar2optical.core.errors import DataError
+from sar2optical.data import build_tfds, pipeline, resolve, sources, splits
+from sar2optical.data import pairs as pairs_lib
+from sar2optical.evaluation import workflow
 from sar2optical.training import loop
 
 pytestmark = requires_sen12

@@ -10,9 +10,9 @@ from conftest import make_workdir
 from test_convert import latest_state, max_differences, save_reference
 
 from sar2optical.core.errors import CheckpointError, ConfigError, DataError
+from sar2optical.inference.restore import load_generator
 from sar2optical.interop import torch_import
 from sar2optical.interop.torch_export import export_torch
-from sar2optical.inference.restore import load_generator
 
 TOLERANCE = 1e-4
 FILES = ["disc.pth", "disc.safetensors", "gen.pth", "gen.safetensors"]

@@ -11,15 +11,14 @@ import pytest
 from conftest import REPO, SEN12_ROOT, load_pair, requires_sen12, saved_state, tiny_config
 
 from sar2optical.configs import fields
-from sar2optical.data import pairs as pairs_lib
 from sar2optical.core.errors import ConfigError
+from sar2optical.data import pairs as pairs_lib
 from sar2optical.model.pixels import PixelSpec
+from sar2optical.training import loop
 from sar2optical.training import mesh as mesh_lib
 from sar2optical.training import recipe as recipe_lib
 from sar2optical.training import state as state_lib
 from sar2optical.training import step as step_lib
-from sar2optical.training import loop
-
 
 
 @pytest.mark.parametrize("name, value, fragment", [
@@ -77,7 +76,7 @@ def test_eight_devices_match_one():
   """The same step on a 1-device and an 8-device mesh (simulated CPUs) gives the same state."""
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
          "PYTHONPATH": str(REPO)}
-  result = subprocess.run([sys.executable, str(REPO / "tests" / "multidevice_step.py")], env=env, cwd=REPO,
+  result = subprocess.run([sys.executable, str(REPO / "tests" / "helpers" / "multidevice_step.py")], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads(result.stdout.strip().splitlines()[-1])

@@ -14,8 +14,8 @@ from PIL import Image
 from rasterio.transform import from_origin
 
 import sar2optical
-from sar2optical.interop import stablehlo
 from sar2optical.core.errors import CheckpointError, ConfigError, DataError
+from sar2optical.interop import stablehlo
 
 CRS = "EPSG:32633"
 TRANSFORM = from_origin(600000.0, 5300000.0, 10.0, 10.0)

@@ -18,8 +18,8 @@ from conftest import REPO, SEN12_ROOT, requires_sen12
 from PIL import Image
 from rasterio.transform import from_origin
 
-import chromium
 import sar2optical
+from bench import chromium  # the browser and the server, shared with bench/demo_*.py
 from sar2optical.core.errors import Sar2OpticalError
 from sar2optical.inference.translator import SarOptions
 

@@ -24,7 +24,6 @@ from sar2optical.checkpoints import orphaned_io
 from sar2optical.core import storage
 from sar2optical.core.errors import CheckpointDeleted, CheckpointError
 
-
 _DATA_ITEM = "data"  # Orbax writes each item to <step>/<item name>/
 BEST_METRIC = "val_psnr"  # the checkpoint with the highest value is kept whatever `keep` says
 # In the checkpoint folder, for people: {"step", "val_psnr"} of best(), rewritten once steps are committed.

@@ -10,12 +10,24 @@ import ml_collections
 from sar2optical.configs import fields
 from sar2optical.model.pixels import PixelSpec
 
-_VERSIONED = ("sar2optical", "jax", "flax", "orbax-checkpoint")  # the packages a checkpoint's format depends on
+_VERSIONED = ("jax", "flax", "orbax-checkpoint")  # the packages a checkpoint's format depends on
+
+
+def _own_version() -> str:
+  """sar2optical's version as sar2optical.__version__ has it: from git (`+g<hash>` past a tag) where installed."""
+  try:
+    from sar2optical._version import __version__  # pylint: disable=g-import-not-at-top
+  except ImportError:  # a checkout that was never installed: no _version.py
+    try:
+      return importlib.metadata.version("sar2optical")
+    except importlib.metadata.PackageNotFoundError:
+      return "0+unknown"
+  return __version__
 
 
 def versions() -> dict[str, str]:
   """{package: version} of sar2optical and the packages whose formats a checkpoint depends on."""
-  return {name: importlib.metadata.version(name) for name in _VERSIONED}
+  return {"sar2optical": _own_version(), **{name: importlib.metadata.version(name) for name in _VERSIONED}}
 
 
 def format_versions(recorded: dict[str, str]) -> str:

@@ -6,10 +6,10 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from sar2optical.commands import cli
 from sar2optical import configs
-from sar2optical.evaluation import workflow
+from sar2optical.commands import cli
 from sar2optical.evaluation import crossval as crossval_lib
+from sar2optical.evaluation import workflow
 
 __doc__ = crossval_lib.__doc__  # the usage that --help prints: the module's own
 

@@ -4,9 +4,9 @@ import sys
 
 from absl import app, flags
 
+from sar2optical.core.errors import Sar2OpticalError
 from sar2optical.data import synthetic as demo_lib
 from sar2optical.data.synthetic import generate
-from sar2optical.core.errors import Sar2OpticalError
 
 __doc__ = demo_lib.__doc__  # the usage that --help prints: the module's own
 

@@ -5,8 +5,8 @@ import pathlib
 from absl import flags
 
 from sar2optical.commands import cli
-from sar2optical.interop import stablehlo as export_lib
 from sar2optical.core.errors import ConfigError
+from sar2optical.interop import stablehlo as export_lib
 from sar2optical.interop.stablehlo import DEFAULT_PLATFORMS, LOADER_NAME, PLATFORMS, export_workdir
 from sar2optical.interop.torch_export import export_torch
 

@@ -20,8 +20,8 @@ from absl import flags
 import sar2optical
 from sar2optical.checkpoints import manager
 from sar2optical.commands import cli
-from sar2optical.inference import tile_engine
 from sar2optical.core.errors import CheckpointError, ConfigError, DiskFull
+from sar2optical.inference import tile_engine
 from sar2optical.model.pixels import SAR_UNITS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")

@@ -18,9 +18,9 @@ Train on it with --config.data.split_file=split.json.
 from absl import flags
 
 from sar2optical.commands import cli
+from sar2optical.core.errors import ConfigError
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import splits
-from sar2optical.core.errors import ConfigError
 
 FLAGS = flags.FLAGS
 

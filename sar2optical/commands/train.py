@@ -5,7 +5,7 @@ r"""Trains Pix2Pix; resumes by itself from the latest checkpoint in --workdir.
 
 Several processes (one per host, or per GPU): --distributed on a Cloud TPU slice or under SLURM
 (JAX finds its peers), else --coordinator_address=HOST:PORT --num_processes=N --process_id=I on
-each; see the README.
+each; see docs/multihost.md.
 """
 
 import sys
@@ -14,8 +14,8 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
-from sar2optical.commands import cli
 from sar2optical import configs
+from sar2optical.commands import cli
 from sar2optical.core.errors import ConfigError
 from sar2optical.training import loop
 

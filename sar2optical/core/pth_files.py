@@ -19,8 +19,7 @@ import collections
 import pathlib
 import pickle
 import zipfile
-from collections.abc import Mapping
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO, NamedTuple
 
 import ml_dtypes

@@ -6,8 +6,8 @@ flips and 90° rotations are valid for nadir imagery too and can be added. Every
 is made once per pair and applied to both images, so they stay co-registered.
 """
 
-from collections.abc import Callable
 import dataclasses
+from collections.abc import Callable
 
 import cv2
 import ml_collections

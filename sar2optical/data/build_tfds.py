@@ -13,9 +13,8 @@ import runpy
 
 import tensorflow_datasets as tfds
 
-from sar2optical.data import sen1_2
 from sar2optical.core.errors import DataError
-
+from sar2optical.data import sen1_2
 
 
 def build(manual_dir: str, *, data_dir: str = "", config: str = "pixels", split_file: str = "",

@@ -11,7 +11,6 @@ per class or season folder and scene. --workers processes decode at once, each w
 threads. Exit status: 0 when nothing is wrong, 1 when something is, 2 for a bad --root.
 """
 
-from collections.abc import Iterable, Sequence
 import collections
 import concurrent.futures
 import dataclasses
@@ -19,6 +18,7 @@ import itertools
 import multiprocessing
 import pathlib
 import runpy
+from collections.abc import Iterable, Sequence
 
 from PIL import Image
 

@@ -23,8 +23,8 @@ import pathlib
 import re
 from collections.abc import Sequence
 
-from sar2optical.data.images import IMAGE_SUFFIXES
 from sar2optical.core.errors import ConfigError, DataError
+from sar2optical.data.images import IMAGE_SUFFIXES
 
 SEASONS = ("spring", "summer", "fall", "winter")
 CLASS_FOLDERS = "class folders"  # the Kaggle and same-name layouts

@@ -7,20 +7,19 @@ whatever the number of worker processes or JAX processes. Global batch t is exam
 same for any P. Pixels stay uint8 here; scaling to [-1, 1] happens on the device.
 """
 
-from collections.abc import Callable, Iterator, Sequence
 import dataclasses
 import os
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from absl import flags
-from absl import logging
 import grain
 import numpy as np
+from absl import flags, logging
 
+from sar2optical.core.errors import DataError
 from sar2optical.data.augment import Augmentation, fit_pair
 from sar2optical.data.images import repeat_band
 from sar2optical.data.sources import PairSource
-from sar2optical.core.errors import DataError
 
 # Each prefetched element is a whole batch, so grain's default buffer (500) would hold
 # gigabytes of images.

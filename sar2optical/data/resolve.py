@@ -20,9 +20,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from sar2optical.core.errors import ConfigError, DataError
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import sources, splits
-from sar2optical.core.errors import ConfigError, DataError
 
 SPLIT_FILE = "split.json"
 

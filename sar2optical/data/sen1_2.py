@@ -17,7 +17,6 @@ tenth), and decoding TFDS's default zstd took most of the time of a read. An int
 started again, keeps the shards it finished.
 """
 
-from collections.abc import Iterable
 import functools
 import hashlib
 import io
@@ -25,21 +24,20 @@ import json
 import os
 import pathlib
 import shutil
+from collections.abc import Iterable
 from typing import Any
 
-from array_record.python import array_record_module
 import numpy as np
-from PIL import Image
 import tensorflow_datasets as tfds
-from tensorflow_datasets.core import example_serializer
-from tensorflow_datasets.core import file_adapters
+from array_record.python import array_record_module
+from PIL import Image
+from tensorflow_datasets.core import example_serializer, file_adapters
 from tensorflow_datasets.proto import tf_example_pb2
 
-from sar2optical.data import images
-from sar2optical.data import pairs as pairs_lib
-from sar2optical.data import splits
 from sar2optical.core import storage
 from sar2optical.core.errors import DataError
+from sar2optical.data import images, splits
+from sar2optical.data import pairs as pairs_lib
 
 _CHANNELS = {"sar": ("L", 1), "optical": ("RGB", 3)}
 EXAMPLES_PER_SHARD = 1024  # about 270 MB of 256² pixels, 110 MB of PNGs

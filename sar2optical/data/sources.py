@@ -5,17 +5,17 @@ that turns one record into {"sar": uint8 (H, W, 1), "optical": uint8 (H, W, 3)} 
 size, raising DataError that names the record's file when it cannot.
 """
 
-from collections.abc import Sequence
 import dataclasses
 import os
 import pathlib
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
+from sar2optical.core.errors import DataError
 from sar2optical.data import images
 from sar2optical.data.pairs import Pair
-from sar2optical.core.errors import DataError
 
 TFDS_CONFIGS = ("pixels", "png")
 
@@ -82,6 +82,7 @@ class TfdsSource:
   def __init__(self, split: str, *, data_dir: str = "", config: str = "pixels"):
     # TFDS takes seconds to import: only runs that read a TFDS build pay for it.
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
     from sar2optical.data import sen1_2  # pylint: disable=g-import-not-at-top
     if config not in TFDS_CONFIGS:
       raise DataError(f"unknown sen1_2 config {config!r}; expected one of {', '.join(TFDS_CONFIGS)}")

@@ -7,17 +7,17 @@ Patches of one scene overlap on the ground, so `make_split` keeps every scene in
 """
 
 import collections
-from collections.abc import Iterable, Sequence
 import json
 import os
 import pathlib
 import random
+from collections.abc import Iterable, Sequence
 
 from absl import logging
 
-from sar2optical.data.pairs import Pair
 from sar2optical.core import storage
 from sar2optical.core.errors import DataError
+from sar2optical.data.pairs import Pair
 
 SPLIT_NAMES = ("train", "val", "test")
 

@@ -22,8 +22,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from sar2optical.data import pairs as pairs_lib
 from sar2optical.core.errors import ConfigError, DataError
+from sar2optical.data import pairs as pairs_lib
 from sar2optical.model.pixels import SarScaling
 
 CLASSES = ("agri", "barrenland", "grassland", "urban")

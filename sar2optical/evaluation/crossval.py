@@ -23,11 +23,11 @@ import numpy as np
 from absl import logging
 
 from sar2optical.configs import fields
-from sar2optical.evaluation import workflow
 from sar2optical.core import storage
+from sar2optical.core.errors import ConfigError, DataError
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import splits
-from sar2optical.core.errors import ConfigError, DataError
+from sar2optical.evaluation import workflow
 from sar2optical.training import loop
 
 RESULT_FILE = "crossval.json"

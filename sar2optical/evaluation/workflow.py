@@ -20,16 +20,13 @@ from PIL import Image
 from tensorboardX import SummaryWriter
 
 from sar2optical.checkpoints import manager
-from sar2optical.metrics import distortion
 from sar2optical.core import storage
-from sar2optical.data import resolve, sources
 from sar2optical.core.errors import CheckpointDeleted, CheckpointError, ConfigError, DataError
-from sar2optical.metrics import feature_collector
-from sar2optical.metrics import feature_weights
-from sar2optical.training.log import pair_grid
-from sar2optical.metrics.scoring import Evaluator, Scores
+from sar2optical.data import resolve, sources
 from sar2optical.inference.restore import Mode, TrainedGenerator, load_generator
-
+from sar2optical.metrics import distortion, feature_collector, feature_weights
+from sar2optical.metrics.scoring import Evaluator, Scores
+from sar2optical.training.log import pair_grid
 
 _REMEDY = "free space there (or pass another --output_dir) and run the same command again"
 

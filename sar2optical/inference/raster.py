@@ -26,9 +26,9 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from sar2optical.data.images import IMAGE_SUFFIXES, check_pixels, load_image
 from sar2optical.core import storage
 from sar2optical.core.errors import DataError
+from sar2optical.data.images import check_pixels, load_image
 
 _PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg")
 #: Output format → file suffix.

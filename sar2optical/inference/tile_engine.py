@@ -12,8 +12,8 @@ written in memory (`translate_array`), so the notebook API and predict.py give t
 
 import collections
 import dataclasses
-import glob
 import functools
+import glob
 import itertools
 import pathlib
 import shutil
@@ -26,10 +26,9 @@ from absl import logging
 from tqdm import tqdm
 
 from sar2optical.core import storage
-from sar2optical.inference import raster
-from sar2optical.inference import tiling
-from sar2optical.data import images
 from sar2optical.core.errors import DataError, Sar2OpticalError
+from sar2optical.data import images
+from sar2optical.inference import raster, tiling
 from sar2optical.model.pixels import PixelSpec, SarScaling
 
 OUTPUT_FORMAT_CHOICES = ("auto", *raster.OUTPUT_FORMATS)
@@ -105,7 +104,7 @@ def find_inputs(spec: str) -> list[tuple[pathlib.Path, pathlib.Path]]:
   if path.is_file():
     return [(path, pathlib.Path(path.name))]
   if path.is_dir():
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in raster.IMAGE_SUFFIXES)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in images.IMAGE_SUFFIXES)
     base = path
   elif glob.has_magic(spec):
     files = sorted(pathlib.Path(p) for p in glob.glob(str(path), recursive=True) if pathlib.Path(p).is_file())
@@ -113,7 +112,7 @@ def find_inputs(spec: str) -> list[tuple[pathlib.Path, pathlib.Path]]:
   else:
     raise DataError(f"--input: {spec} is not a file, a folder or a glob that matches anything")
   if not files:
-    raise DataError(f"--input: no images ({', '.join(raster.IMAGE_SUFFIXES)}) in {spec}")
+    raise DataError(f"--input: no images ({', '.join(images.IMAGE_SUFFIXES)}) in {spec}")
   return [(f, f.relative_to(base)) for f in files]
 
 

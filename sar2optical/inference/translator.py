@@ -5,7 +5,7 @@
   rgb = translator.translate(sar)                    # numpy (H, W) or (H, W, C) → uint8 (H, W, 3)
   translator.translate_file("scene_VV.tif", "out/scene.tif", sar_units="linear")
 
-Every method runs predict.py's code path (`translation`): the same tiles, blending and masking, so an
+Every method runs predict.py's code path (`tile_engine`): the same tiles, blending and masking, so an
 array gives the bytes predict.py writes for a file of it. predict.py itself is built on `Translator`.
 """
 
@@ -15,14 +15,12 @@ import pathlib
 import numpy as np
 
 from sar2optical.checkpoints import manager
-from sar2optical.inference import artifact
-from sar2optical.model import generator as generator_lib
 from sar2optical.core import storage
-from sar2optical.inference import raster
-from sar2optical.inference import tile_engine
 from sar2optical.core.errors import CheckpointError, ConfigError, DataError
-from sar2optical.model.pixels import SarScaling
+from sar2optical.inference import artifact, raster, tile_engine
 from sar2optical.inference.restore import Mode, load_generator
+from sar2optical.model import generator as generator_lib
+from sar2optical.model.pixels import SarScaling
 
 _TARGET_FORMATS = {suffix: name for name, suffix in raster.OUTPUT_FORMATS.items()}
 

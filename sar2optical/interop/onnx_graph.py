@@ -29,8 +29,8 @@ from absl import logging
 from onnx import helper, numpy_helper
 
 from sar2optical.core import storage
-from sar2optical.interop import torch_names
 from sar2optical.inference.restore import TrainedGenerator, load_generator
+from sar2optical.interop import torch_names
 
 OPSET = 17
 IR_VERSION = 8  # the IR version opset 17 came with: runtimes of that time load the file too

@@ -32,8 +32,8 @@ import jax.numpy as jnp
 from absl import logging
 
 from sar2optical.core import storage
-from sar2optical.inference import artifact
 from sar2optical.core.errors import ConfigError
+from sar2optical.inference import artifact
 from sar2optical.inference.restore import TrainedGenerator, load_generator
 from sar2optical.model.generator import generate
 

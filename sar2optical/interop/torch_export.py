@@ -18,18 +18,18 @@ import collections
 import json
 import pathlib
 
-import ml_collections
 import jax
+import ml_collections
 import numpy as np
 import safetensors.numpy
 from absl import logging
 
-from sar2optical.core import storage
-from sar2optical.core.errors import ConfigError
-from sar2optical.interop import torch_names
 from sar2optical.checkpoints import manager
 from sar2optical.checkpoints.metadata import config_from_metadata
+from sar2optical.core import storage
+from sar2optical.core.errors import ConfigError
 from sar2optical.inference.restore import TrainedGenerator
+from sar2optical.interop import torch_names
 from sar2optical.model.pixels import PixelSpec
 from sar2optical.training import mesh as mesh_lib
 from sar2optical.training import recipe as recipe_lib

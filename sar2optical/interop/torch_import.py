@@ -29,11 +29,11 @@ from absl import logging
 from sar2optical.checkpoints import manager
 from sar2optical.checkpoints.metadata import make_metadata, write_config
 from sar2optical.configs import fields
-from sar2optical.data import resolve, splits
-from sar2optical.core.errors import CheckpointError, ConfigError
-from sar2optical.model.pixels import PixelSpec
 from sar2optical.core import pth_files
+from sar2optical.core.errors import CheckpointError, ConfigError
+from sar2optical.data import resolve, splits
 from sar2optical.interop import torch_names
+from sar2optical.model.pixels import PixelSpec
 from sar2optical.training.mesh import make_mesh
 from sar2optical.training.recipe import make_recipe
 from sar2optical.training.state import create_state

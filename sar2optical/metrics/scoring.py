@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from sar2optical.metrics import distortion
 from sar2optical.data import pipeline, sources
+from sar2optical.metrics import distortion
 from sar2optical.model import generator as generator_lib
 from sar2optical.model.generator import Mode
 from sar2optical.model.pixels import PixelSpec

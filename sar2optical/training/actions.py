@@ -24,12 +24,12 @@ from absl import logging
 
 from sar2optical.checkpoints import manager
 from sar2optical.checkpoints.metadata import make_metadata
-from sar2optical.metrics import distortion
-from sar2optical.data import pipeline, sources
 from sar2optical.core.errors import TrainingDiverged
-from sar2optical.training.log import MetricWriter, pair_grid
+from sar2optical.data import pipeline, sources
+from sar2optical.metrics import distortion
 from sar2optical.metrics.scoring import Evaluator
 from sar2optical.model.generator import jit_forward
+from sar2optical.training.log import MetricWriter, pair_grid
 from sar2optical.training.mesh import local_copy
 from sar2optical.training.recipe import Recipe, learning_rate_schedule
 from sar2optical.training.state import TrainState, inference_variables

@@ -14,15 +14,14 @@ from absl import logging
 
 from sar2optical.checkpoints import manager
 from sar2optical.checkpoints.metadata import config_from_metadata, write_config
-from sar2optical.training.init_from import initialise_from
 from sar2optical.configs import fields
 from sar2optical.core import storage
-from sar2optical.training import lock
 from sar2optical.data import pipeline, resolve
 from sar2optical.data.augment import Augmentation
-from sar2optical.training.log import MetricWriter
 from sar2optical.model.pixels import PixelSpec
-from sar2optical.training import actions, stop_signals
+from sar2optical.training import actions, lock, stop_signals
+from sar2optical.training.init_from import initialise_from
+from sar2optical.training.log import MetricWriter
 from sar2optical.training.mesh import global_batch, make_mesh
 from sar2optical.training.recipe import Recipe, make_recipe
 from sar2optical.training.state import TrainState, abstract_state, create_state

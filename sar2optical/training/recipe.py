@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING
 import flax.linen as nn
 import optax
 
-from sar2optical.model import losses
-from sar2optical.model import networks
+from sar2optical.model import losses, networks
 from sar2optical.model.generator import COMPUTE_DTYPES, make_generator
 from sar2optical.model.pixels import PixelSpec
 

@@ -34,9 +34,10 @@ except ImportError as missing:
   raise MissingExtra("the web demo needs Gradio, an optional extra: pip install 'sar2optical[demo]' "
                      "(pip install -e '.[demo]' in a clone)") from missing
 
+from sar2optical.data.images import IMAGE_SUFFIXES
 from sar2optical.inference import raster
-from sar2optical.model.pixels import SAR_UNITS, SarScaling  # noqa: E402
-from sar2optical.inference.translator import SarOptions, Translator  # noqa: E402
+from sar2optical.inference.translator import SarOptions, Translator
+from sar2optical.model.pixels import SAR_UNITS, SarScaling
 
 #: The longest side of the previews in the page; the downloads are full size.
 PREVIEW_SIDE = 1024
@@ -134,9 +135,9 @@ def translate_upload(translator: Translator, source: pathlib.Path, folder: pathl
 def find_examples(folder: str | pathlib.Path) -> list[pathlib.Path]:
   """The first MAX_EXAMPLES images below `folder` (recursive, by path); DataError if there are none."""
   folder = pathlib.Path(folder).expanduser()
-  images = sorted(path for path in folder.rglob("*") if path.suffix.lower() in raster.IMAGE_SUFFIXES)
+  images = sorted(path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES)
   if not images:
-    raise DataError(f"--examples: no images ({', '.join(raster.IMAGE_SUFFIXES)}) in {folder}")
+    raise DataError(f"--examples: no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
   return images[:MAX_EXAMPLES]
 
 
@@ -191,7 +192,7 @@ def build(translator: Translator, examples: Sequence[pathlib.Path] = (),
     gr.Markdown(_header(translator))
     with gr.Row():
       with gr.Column(scale=1):
-        upload = gr.File(label="SAR image: PNG, JPEG or (Geo)TIFF", file_types=list(raster.IMAGE_SUFFIXES),
+        upload = gr.File(label="SAR image: PNG, JPEG or (Geo)TIFF", file_types=list(IMAGE_SUFFIXES),
                          type="filepath", elem_id="upload")
         units = gr.Radio(list(SAR_UNITS), value="uint8", label="SAR units", elem_id="units")
         with gr.Row():

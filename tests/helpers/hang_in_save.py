@@ -1,6 +1,6 @@
 r"""Runs the repository's train.py unchanged, hanging inside the save of one step, for a test to SIGKILL it there.
 
-  python tests/hang_in_save.py {data|commit} STEP MARKER [train.py flags...]
+  python tests/helpers/hang_in_save.py {data|commit} STEP MARKER [train.py flags...]
 
 data: hangs where Orbax asks Grain for the data iterator's position, while the step's temporary
   folder exists and the model state is not yet written into it (the save's synchronous part).
@@ -19,7 +19,7 @@ import time
 import grain
 from orbax.checkpoint.path import atomicity
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def hang(marker: pathlib.Path) -> None:

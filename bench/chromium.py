@@ -1,6 +1,7 @@
-"""Headless Chromium from the Debian packages, driven by Selenium, on the web demo (`python -m sar2optical.commands.demo`).
+"""Headless Chromium from the Debian packages, driven by Selenium, on the web demo (`sar2optical.commands.demo`).
 
-What tests/test_web_demo.py, bench/demo_latency.py and bench/demo_concurrency.py share. Nothing is downloaded:
+What bench/demo_latency.py, bench/demo_concurrency.py (`import chromium`: their folder) and tests/test_web_demo.py
+(`from bench import chromium`) share; it imports nothing of tests/ or of the benchmarks. Nothing is downloaded:
 Selenium is handed the browser and its driver, so Selenium Manager never runs. Waits raise TimeoutError naming
 what did not come.
 """

@@ -1,4 +1,4 @@
-"""Run by test_training.py in a process with 8 simulated CPU devices: steps on 1 vs 8 devices.
+"""Run by tests/test_training.py in a process with 8 simulated CPU devices: steps on 1 vs 8 devices.
 
 Prints one JSON line with, for Adam (1 step) and for SGD (3 steps), the largest differences in
 losses, BatchNorm statistics and parameters, and the fraction of parameters off by over 1e-5.
