@@ -117,6 +117,12 @@ def test_the_architecture_page_names_every_module_and_only_modules_that_exist():
     assert re.search(rf"\b{wing}\b", page[:page.index("─")]), f"the wing {wing} has no rule above the tree"
 
 
+def test_the_drawing_of_the_imports_is_current():
+  result = subprocess.run([sys.executable, "docs/import_graph.py", "--check"], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+  assert result.returncode == 0, "docs/images/imports.dot is out of date: run python docs/import_graph.py"
+
+
 COMMANDS = ("convert", "export", "crossval", "split", "check", "build_tfds", "demo_data", "demo")
 OLD_COMMAND_PATHS = {"sar2optical.convert": "convert", "sar2optical.export": "export",
                      "sar2optical.crossval": "crossval", "sar2optical.data.split": "split",
