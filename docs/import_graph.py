@@ -10,6 +10,7 @@ tests/test_layout.py checks the rules themselves and that imports.dot is current
 
 import ast
 import collections
+import itertools
 import pathlib
 import shutil
 import subprocess
@@ -46,7 +47,7 @@ def wing_imports() -> collections.Counter:
 def dot_source() -> str:
   lines = ["digraph imports {", '  rankdir=BT; node [shape=box, fontname="Helvetica"]; edge [color=gray40];']
   lines += [f"  \"{wing}\";" for wing in WINGS]
-  lines += [f'  "{low}" -> "{high}" [style=invis];' for low, high in zip(WINGS, WINGS[1:])]  # the stacking
+  lines += [f'  "{low}" -> "{high}" [style=invis];' for low, high in itertools.pairwise(WINGS)]  # the stacking
   lines += [f'  "{source}" -> "{target}" [label={count}, constraint=false];'
             for (source, target), count in sorted(wing_imports().items())]
   return "\n".join([*lines, "}"]) + "\n"

@@ -71,7 +71,7 @@ def test_floors_on_a_hand_made_case(tmp_path):
   pairs = pairs_lib.find_pairs(tmp_path)
   model = tiny_model()
   state = state_lib.init_state(model, jax.random.PRNGKey(0), 32, 1)
-  evaluator = scoring.Evaluator(model, image_size=32, in_channels=1, batch_size=2)
+  evaluator = scoring.Evaluator(model.generator, model.pixels, image_size=32, in_channels=1, batch_size=2)
   source = sources.FolderSource(tmp_path, pairs)
   colour = evaluator.mean_colour(source)
   np.testing.assert_allclose(colour, [0.4] * 3, atol=1e-9)
