@@ -1,5 +1,6 @@
 """train.py → eval.py → predict.py end to end on real SEN1-2 pairs, and their errors, as a user runs them."""
 
+import gzip
 import json
 import os
 import pathlib
@@ -114,3 +115,24 @@ def test_missing_checkpoint_is_named(tmp_path, script, extra):
   result = run(script, f"--workdir={tmp_path}", *extra)
   assert result.returncode == 2
   assert "no checkpoints" in result.stderr and str(tmp_path) in result.stderr
+
+
+def test_jax_flags_and_a_profiler_trace(demo_root, tmp_path):
+  """JAX's own flags are taken (a cache the user names replaces WORKDIR/jax_cache), and a trace of steps 2-3."""
+  workdir, cache = tmp_path / "run", tmp_path / "my_cache"
+  tiny = ["--config=configs/quickstart.py", f"--config.data.root={demo_root}", "--config.image_size=32",
+          "--config.batch_size=2", "--config.model.levels=3", "--config.num_train_steps=3",
+          "--config.log_every_steps=3", "--config.sample_every_steps=3", "--config.eval_every_steps=0"]
+  result = run("train.py", *tiny, f"--workdir={workdir}", "--config.profile_steps=2",
+               "--config.profile_after_steps=1", "--jax_debug_nans", f"--jax_compilation_cache_dir={cache}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert any(cache.iterdir()) and not (workdir / "jax_cache").exists()
+  [trace] = (workdir / "tensorboard" / "plugins" / "profile").glob("*/*.trace.json.gz")
+  assert list(trace.parent.glob("*.xplane.pb"))
+  events = json.loads(gzip.decompress(trace.read_bytes()))["traceEvents"]
+  steps = sorted({int(event["args"]["step_num"]) for event in events if event.get("name") == "train"})
+  assert steps == [2, 3]
+  assert "Profiler trace of steps 2-3 written to" in result.stderr
+
+  refused = run("train.py", *tiny, f"--workdir={tmp_path / 'other'}", "--jax_platforms=no_such_platform")
+  assert refused.returncode != 0 and "no_such_platform" in refused.stderr

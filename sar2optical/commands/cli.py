@@ -1,12 +1,13 @@
 """What the entry scripts share: absl setup and one clear line for user errors."""
 
 import logging as std_logging
+import os
 import pathlib
 import sys
 from collections.abc import Callable
 
 import jax
-from absl import app, logging
+from absl import app, flags, logging
 
 from sar2optical.core import storage
 from sar2optical.core.errors import Sar2OpticalError, StoppedBySignal
@@ -24,14 +25,25 @@ class _QuietLibraries(std_logging.Filter):
 
 
 def use_compilation_cache(workdir: str) -> None:
-  """Keeps compiled programs in WORKDIR/jax_cache, so that a resumed run loads its step instead of compiling it.
+  """Keeps compiled programs in WORKDIR/jax_cache, so that a resumed run loads its step instead of compiling it,
+  unless the user chose a cache (--jax_compilation_cache_dir or JAX_COMPILATION_CACHE_DIR): theirs wins.
   Global JAX settings are the commands' to make, never the library's."""
+  given = "jax_compilation_cache_dir" in flags.FLAGS and flags.FLAGS["jax_compilation_cache_dir"].present
+  if given or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return
   jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(workdir).expanduser().resolve() / "jax_cache"))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def run(main: Callable[[list[str]], None]) -> None:
-  """`absl.app.run(main)`: a Sar2OpticalError becomes `error: <message>` and exit status 2; a stop by a signal, its message and status."""
+  """`absl.app.run(main)`: a Sar2OpticalError becomes `error: <message>` and exit status 2; a stop by a signal,
+  its message and status.
+
+  JAX's own settings are flags of every command, as in other JAX programs (--jax_platforms=cpu,
+  --jax_debug_nans, --jax_compilation_cache_dir=…; `--helpfull` lists them).
+  """
+  if "jax_platforms" not in flags.FLAGS:  # defined once per process
+    jax.config.config_with_absl()
   def guarded(argv: list[str]) -> None:
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(_QuietLibraries())

@@ -1,10 +1,8 @@
 """The `python -m sar2optical.commands.demo_data` command (console script `sar2optical-demo-data`)."""
 
-import sys
-
 from absl import app, flags
 
-from sar2optical.core.errors import Sar2OpticalError
+from sar2optical.commands import cli
 from sar2optical.data import synthetic as demo_lib
 from sar2optical.data.synthetic import generate
 
@@ -28,18 +26,15 @@ def main(argv: list[str]) -> None:
   """Entry point of `python -m sar2optical.commands.demo_data`."""
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    n = generate(FLAGS.output, pairs_per_class=FLAGS.pairs_per_class, size=FLAGS.size,
-                 seed=FLAGS.seed, layout=FLAGS.layout)
-  except Sar2OpticalError as e:
-    sys.exit(f"error: {e}")
+  n = generate(FLAGS.output, pairs_per_class=FLAGS.pairs_per_class, size=FLAGS.size, seed=FLAGS.seed,
+               layout=FLAGS.layout)
   print(f"Wrote {n} synthetic SAR/optical pairs ({FLAGS.pairs_per_class} per class, "
         f"{FLAGS.size}x{FLAGS.size}) to {FLAGS.output}")
 
 
 def run() -> None:
   _define_flags()
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ NETWORK_FIELDS = ("model.in_channels", "model.levels", "model.upsampling", "mode
                   "model.disc_scales", "model.disc_spectral_norm", "model.ema_decay")
 POSITIVE_INTS = ("image_size", "batch_size", "num_train_steps", "log_every_steps", "checkpoint_every_steps",
                  "sample_every_steps", "keep_checkpoints", "model.levels", "model.disc_layers", "eval_batch_size")
+#: {field: what 0 means, for the message}
+NON_NEGATIVE_INTS = {"eval_every_steps": " (0: no validation)", "profile_steps": " (0: no trace)",
+                     "profile_after_steps": ""}
 #: Options beyond the original that only the PatchGAN has (the pixel D keeps the original's form).
 PATCH_ONLY = {"model.disc_scales": 1, "model.disc_spectral_norm": False, "loss.lambda_feat_match": 0.0}
 
@@ -89,6 +92,9 @@ def default_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 16  # batch size of the validation during training
   config.sample_every_steps = 1000  # a SAR | generated | target grid in WORKDIR/samples/ every N steps
   config.keep_checkpoints = 3  # the last N checkpoints are kept, and also the best by validation PSNR
+  # > 0: a profiler trace of N steps into WORKDIR/tensorboard/plugins/profile/ (docs/usage/train.md)
+  config.profile_steps = 0
+  config.profile_after_steps = 2  # steps of the run before the traced ones (the first step compiles)
   return config
 
 
@@ -142,9 +148,10 @@ def validate(config: ml_collections.ConfigDict, num_data_shards: int = 1, *, req
     value = field(config, name)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
       raise ConfigError(f"config.{name}: must be a positive integer, got {value!r}")
-  if not isinstance(config.eval_every_steps, int) or config.eval_every_steps < 0:
-    raise ConfigError(f"config.eval_every_steps: must be a non-negative integer (0: no validation), "
-                      f"got {config.eval_every_steps!r}")
+  for name, zero_means in NON_NEGATIVE_INTS.items():
+    value = field(config, name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+      raise ConfigError(f"config.{name}: must be a non-negative integer{zero_means}, got {value!r}")
   for name, choices in CHOICES.items():
     value = field(config, name)
     if value not in choices:

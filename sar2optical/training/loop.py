@@ -23,6 +23,7 @@ from sar2optical.training import actions, lock, stop_signals
 from sar2optical.training.init_from import initialise_from
 from sar2optical.training.log import MetricWriter
 from sar2optical.training.mesh import global_batch, make_mesh
+from sar2optical.training.profile import TraceWindow
 from sar2optical.training.recipe import Recipe, make_recipe
 from sar2optical.training.state import TrainState, abstract_state, create_state
 from sar2optical.training.step import jit_train_step
@@ -77,7 +78,9 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: jax.s
       state = resume(config, recipe, mesh, checkpoints, start_step, data_iterator, data_layout)
     writer = cleanup.enter_context(contextlib.closing(MetricWriter(workdir)))
     stop_requested = cleanup.enter_context(stop_signals.stop_requests())
-    loop = Loop(config, recipe, mesh, checkpoints, data_iterator, start_step,
+    trace = TraceWindow(config.profile_steps, config.profile_after_steps, start_step, workdir)
+    cleanup.callback(trace.stop)
+    loop = Loop(config, recipe, mesh, checkpoints, data_iterator, start_step, trace,
                 actions.ProgressLog(config, writer, checkpoints, data_iterator, start_step),
                 actions.SampleGrids(config, recipe, writer, val_source or train_source),
                 actions.Validation.create(config, recipe, val_source, writer, checkpoints),
@@ -137,10 +140,10 @@ class Loop:
 
   def __init__(self, config: ml_collections.ConfigDict, recipe: Recipe, mesh: jax.sharding.Mesh,
                checkpoints: manager.Checkpoints, data_iterator: pipeline.TrainIterator, start_step: int,
-               progress: actions.ProgressLog, samples: actions.SampleGrids, validation: actions.Validation | None,
-               checkpointing: actions.Checkpointing):
+               trace: TraceWindow, progress: actions.ProgressLog, samples: actions.SampleGrids,
+               validation: actions.Validation | None, checkpointing: actions.Checkpointing):
     self.config, self.mesh, self.checkpoints, self.data_iterator = config, mesh, checkpoints, data_iterator
-    self.start_step, self.train_step = start_step, jit_train_step(recipe, mesh)
+    self.start_step, self.train_step, self.trace = start_step, jit_train_step(recipe, mesh), trace
     self.progress, self.samples, self.validation, self.checkpointing = progress, samples, validation, checkpointing
 
   def run(self, state: TrainState, stop_requested: stop_signals.StopRequested) -> TrainState:
@@ -151,7 +154,10 @@ class Loop:
                    num_steps)
       return state
     for step in range(self.start_step + 1, num_steps + 1):
-      state, step_metrics = self.train_step(state, global_batch(next(self.data_iterator), self.mesh))
+      self.trace.before_step(step)
+      with jax.profiler.StepTraceAnnotation("train", step_num=step):
+        state, step_metrics = self.train_step(state, global_batch(next(self.data_iterator), self.mesh))
+      self.trace.after_step(step, (state, step_metrics))
       self.progress(step, state, step_metrics)
       self.samples(step, state)
       stop = stop_requested(step)

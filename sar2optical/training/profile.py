@@ -1,0 +1,48 @@
+"""A profiler trace of a few training steps, for TensorBoard's Profile tab or Perfetto.
+
+`config.profile_steps` steps are traced, after the first `config.profile_after_steps` steps of the run
+(of this process's run: a resumed run counts from the step it resumed at, so the trace never holds the
+first step's compilation unless asked to). Process 0 writes the trace, as JAX's profiler lays it out, to
+WORKDIR/tensorboard/plugins/profile/<time>/ (`<host>.xplane.pb` and `<host>.trace.json.gz`), beside the
+run's scalars: `tensorboard --logdir WORKDIR/tensorboard` shows it in its Profile tab (with the
+tensorboard-plugin-profile package), and https://ui.perfetto.dev opens the `.trace.json.gz`. Every step
+runs inside a `jax.profiler.StepTraceAnnotation`, so steps are marked in any trace, this one or one taken
+by attaching the profiler from outside.
+"""
+
+import pathlib
+
+import jax
+from absl import logging
+
+TRACE_FOLDER = "tensorboard"
+
+
+class TraceWindow:
+  """Starts JAX's profiler before the first traced step and stops it after the last; a no-op when
+  `profile_steps` is 0 or on processes other than 0."""
+
+  def __init__(self, profile_steps: int, after_steps: int, start_step: int, workdir: pathlib.Path):
+    self.first = start_step + after_steps + 1
+    self.last = self.first + profile_steps - 1 if profile_steps and jax.process_index() == 0 else -1
+    self.directory = workdir / TRACE_FOLDER
+    self.tracing = False
+
+  def before_step(self, step: int) -> None:
+    if step == self.first and self.last >= step:
+      jax.profiler.start_trace(str(self.directory))
+      self.tracing = True
+
+  def after_step(self, step: int, outputs) -> None:
+    """Stops the trace after step `last`, once `outputs` (the step's results) are computed."""
+    if self.tracing and step == self.last:
+      jax.block_until_ready(outputs)
+      self.stop()
+      logging.info("Profiler trace of steps %d-%d written to %s/plugins/profile/", self.first, self.last,
+                   self.directory)
+
+  def stop(self) -> None:
+    """Ends a trace still running (the run stopped inside the window); safe to call twice."""
+    if self.tracing:
+      self.tracing = False
+      jax.profiler.stop_trace()
