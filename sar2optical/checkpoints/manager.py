@@ -33,7 +33,7 @@ _OPEN_TRIES = 5  # listings of a workdir whose steps a training run is deleting 
 
 
 def checkpoint_dir(workdir: str | pathlib.Path) -> pathlib.Path:
-  return pathlib.Path(workdir).resolve() / "checkpoints"
+  return storage.local_path(workdir, "the workdir").resolve() / "checkpoints"
 
 
 def is_step_dir(path: pathlib.Path) -> bool:

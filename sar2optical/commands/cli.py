@@ -2,7 +2,6 @@
 
 import logging as std_logging
 import os
-import pathlib
 import sys
 from collections.abc import Callable
 
@@ -31,7 +30,7 @@ def use_compilation_cache(workdir: str) -> None:
   given = "jax_compilation_cache_dir" in flags.FLAGS and flags.FLAGS["jax_compilation_cache_dir"].present
   if given or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     return
-  jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(workdir).expanduser().resolve() / "jax_cache"))
+  jax.config.update("jax_compilation_cache_dir", str(storage.local_path(workdir, "--workdir").resolve() / "jax_cache"))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 

@@ -4,6 +4,7 @@ from typing import Any
 
 import ml_collections
 
+from sar2optical.core import storage
 from sar2optical.core.errors import ConfigError
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.model import losses, networks
@@ -25,6 +26,8 @@ NETWORK_FIELDS = ("model.in_channels", "model.levels", "model.upsampling", "mode
                   "model.disc_scales", "model.disc_spectral_norm", "model.ema_decay")
 POSITIVE_INTS = ("image_size", "batch_size", "num_train_steps", "log_every_steps", "checkpoint_every_steps",
                  "sample_every_steps", "keep_checkpoints", "model.levels", "model.disc_layers", "eval_batch_size")
+#: Fields that name a file or folder (local paths: `storage.local_path`).
+PATH_FIELDS = ("data.root", "data.split_file", "data.tfds_data_dir", "init_from")
 #: {field: what 0 means, for the message}
 NON_NEGATIVE_INTS = {"eval_every_steps": " (0: no validation)", "profile_steps": " (0: no trace)",
                      "profile_after_steps": ""}
@@ -166,6 +169,9 @@ def validate(config: ml_collections.ConfigDict, num_data_shards: int = 1, *, req
     raise ConfigError(f"config.data.workers: must be a non-negative integer (grain worker processes), got {workers!r}")
   if not isinstance(field(config, "init_from"), str):
     raise ConfigError(f"config.init_from: must be a workdir path (or empty), got {config.init_from!r}")
+  for name in PATH_FIELDS:
+    if field(config, name):
+      storage.local_path(field(config, name), f"config.{name}:")
   levels = config.model.levels
   if levels > len(networks.UNET_WIDTHS):
     raise ConfigError(f"config.model.levels: at most {len(networks.UNET_WIDTHS)}, got {levels}")

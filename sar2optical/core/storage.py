@@ -5,19 +5,33 @@ import contextlib
 import errno
 import os
 import pathlib
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 
-from sar2optical.core.errors import DataError, DiskFull
+from sar2optical.core.errors import ConfigError, DataError, DiskFull
 
 # How TensorStore (Orbax's writer) reports ENOSPC: a ValueError whose text carries the OS error.
 _TENSORSTORE_ENOSPC = f"[os_error_code='{errno.ENOSPC}']"
+# gs://, s3://, https://, …: a URL scheme, which pathlib would quietly fold into a local folder named "gs:".
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def local_path(path: str | os.PathLike[str], what: str) -> pathlib.Path:
+  """`path` with `~` expanded; ConfigError naming `what` when it is a URL (gs://bucket/…), which this version
+  cannot read or write, rather than a local folder named after the URL's scheme."""
+  found = _URL.match(os.fspath(path))
+  if found:
+    raise ConfigError(f"{what} {os.fspath(path)}: {found.group(1)}:// paths are not supported; use a local path, or "
+                      "a bucket mounted as a folder (Cloud Storage FUSE, gcsfuse; docs/multihost.md)")
+  return pathlib.Path(path).expanduser()
 
 
 def writable_directory(path: str | pathlib.Path, what: str) -> pathlib.Path:
-  """`path` resolved, created with its parents and checked writable; DataError naming `what` and it otherwise."""
-  path = pathlib.Path(path).expanduser().resolve()
+  """`path` resolved, created with its parents and checked writable; DataError naming `what` and it otherwise
+  (ConfigError for a URL: `local_path`)."""
+  path = local_path(path, what).resolve()
   try:
     path.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=path):

@@ -110,7 +110,9 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
   the targets' paths in step_N/targets.txt. `seasons` (e.g. "fall") replaces the config's data.seasons.
   """
   networks = feature_networks(features) if features.fid or features.lpips else None
-  workdir = pathlib.Path(workdir)
+  workdir = storage.local_path(workdir, "the workdir")
+  if data_root:
+    storage.local_path(data_root, "--data_root")
   checkpoints = manager.Checkpoints(workdir, create=False)
   available = checkpoints.all_steps()
   checkpoints.close()

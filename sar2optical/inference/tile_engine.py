@@ -100,7 +100,7 @@ class Summary:
 
 def find_inputs(spec: str) -> list[tuple[pathlib.Path, pathlib.Path]]:
   """(input file, output path relative to the output folder) for a file, a folder (recursive) or a glob."""
-  path = pathlib.Path(spec).expanduser()
+  path = storage.local_path(spec, "--input")
   if path.is_file():
     return [(path, pathlib.Path(path.name))]
   if path.is_dir():

@@ -111,7 +111,7 @@ def load(path: str | pathlib.Path, step: str | int = "latest", *, mode: Mode = "
 
   Raises CheckpointError naming the path when it is none of these or cannot be restored.
   """
-  path = pathlib.Path(path).expanduser()
+  path = storage.local_path(path, "the model")
   generator_lib.check_batch(batch_size, mode, "batch_size")
   if path.is_file():
     if mode != "eval" or step != "latest":
