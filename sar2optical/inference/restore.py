@@ -64,7 +64,9 @@ def abstract_variables(network: nn.Module, image_size: int, in_channels: int) ->
   """{"params", "batch_stats"} of `network` as shapes and dtypes on the first local device."""
   sar = jax.ShapeDtypeStruct((1, image_size, image_size, in_channels), jnp.float32)
   shapes = jax.eval_shape(functools.partial(network.init, train=False), jax.random.PRNGKey(0), sar)
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  # The sharding of an array on that device (a SingleDeviceSharding): jax 0.12 deprecates the name
+  # jax.sharding.SingleDeviceSharding, and jax.sharding.make_single_device_sharding is newer than our floor.
+  device = jax.device_put(jnp.zeros((), jnp.float32), jax.local_devices()[0]).sharding
   return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
                       {"params": shapes["params"], "batch_stats": shapes.get("batch_stats", {})})
 
