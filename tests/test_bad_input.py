@@ -146,16 +146,17 @@ CASES = [
          lambda tmp: "config.image_size"),
     Case("unwritable workdir", lambda tmp, ctx: train_on(two_pairs(tmp / "data"), a_file(tmp) / "run"),
          lambda tmp: str(tmp / "a_file" / "run")),
-    Case("cloud workdir", lambda tmp, ctx: train_on(two_pairs(tmp / "data"), "gs://bucket/run"),
-         lambda tmp: "the workdir gs://bucket/run: gs:// paths are not supported"),
+    Case("workdir of an unsupported scheme", lambda tmp, ctx: train_on(two_pairs(tmp / "data"), "s3://bucket/run"),
+         lambda tmp: "the workdir s3://bucket/run: s3:// paths are not supported"),
     Case("cloud data root", lambda tmp, ctx: train_on(two_pairs(tmp / "data"), tmp / "run",
                                                              **{"data.root": "s3://bucket/sen1-2"}),
-         lambda tmp: "config.data.root: s3://bucket/sen1-2: s3:// paths are not supported"),
+         lambda tmp: "config.data.root: s3://bucket/sen1-2: must be a local path here"),
     # eval
     Case("eval: workdir with no checkpoint", lambda tmp, ctx: lambda: workflow.evaluate(tmp / "empty", split="all"),
          lambda tmp: str(tmp / "empty")),
-    Case("eval: cloud workdir", lambda tmp, ctx: lambda: workflow.evaluate("gs://bucket/run", split="all"),
-         lambda tmp: "gs://bucket/run: gs:// paths are not supported"),
+    Case("eval: workdir of an unsupported scheme", lambda tmp, ctx: lambda: workflow.evaluate("s3://bucket/run",
+                                                                                               split="all"),
+         lambda tmp: "s3://bucket/run: s3:// paths are not supported"),
     Case("eval: corrupt checkpoint", lambda tmp, ctx: lambda: workflow.evaluate(
         corrupt_checkpoint(tmp, ctx), split="all", output_dir=str(tmp / "out")),
          lambda tmp: str(tmp / "run" / "checkpoints" / "2")),
@@ -165,11 +166,11 @@ CASES = [
     # predict
     Case("predict: missing input", lambda tmp, ctx: predict(copied_run(tmp, ctx), str(tmp / "none.png"), tmp / "out"),
          lambda tmp: str(tmp / "none.png")),
-    Case("predict: cloud model", lambda tmp, ctx: lambda: sar2optical.load("gs://bucket/run"),
-         lambda tmp: "the model gs://bucket/run: gs:// paths are not supported"),
+    Case("predict: model of an unsupported scheme", lambda tmp, ctx: lambda: sar2optical.load("s3://bucket/run"),
+         lambda tmp: "the model s3://bucket/run: s3:// paths are not supported"),
     Case("predict: cloud input", lambda tmp, ctx: predict(copied_run(tmp, ctx), "https://example.com/scene.tif",
                                                            tmp / "out"),
-         lambda tmp: "--input https://example.com/scene.tif: https:// paths are not supported"),
+         lambda tmp: "--input https://example.com/scene.tif: must be a local path here"),
     Case("predict: corrupt checkpoint", lambda tmp, ctx: predict(corrupt_checkpoint(tmp, ctx), str(ctx["sar"]),
                                                                   tmp / "out"),
          lambda tmp: str(tmp / "run" / "checkpoints" / "2")),
@@ -206,15 +207,16 @@ def test_batch_not_divisible_by_the_devices_exits_2(tmp_path):
       "error: config.batch_size: 3 is not divisible by the 2 devices the batch is sharded over")
 
 
-def test_a_cloud_workdir_exits_2_and_makes_no_local_folder(tmp_path):
-  """`gs://…` would otherwise become a local folder `gs:` under the current one."""
+def test_a_workdir_of_an_unsupported_scheme_exits_2_and_makes_no_local_folder(tmp_path):
+  """`s3://…` would otherwise become a local folder `s3:` under the current one."""
   result = subprocess.run([sys.executable, str(REPO / "train.py"), "--config=configs/quickstart.py",
-                           "--workdir=gs://bucket/run", f"--config.data.root={two_pairs(tmp_path / 'data')}"],
+                           "--workdir=s3://bucket/run", f"--config.data.root={two_pairs(tmp_path / 'data')}"],
                           cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert result.returncode == 2, result.stderr[-2000:]
-  assert result.stderr.strip().splitlines()[-1].startswith("error: --workdir gs://bucket/run: gs:// paths are not")
-  assert not (REPO / "gs:").exists()
+  assert result.stderr.strip().splitlines()[-1] == ("error: --workdir s3://bucket/run: s3:// paths are not supported; "
+                                                    "use gs://, a local path, or a bucket mounted as a folder")
+  assert not (REPO / "s3:").exists()
 
 
 def test_a_corrupt_checkpoint_exits_2_from_eval(tiny_workdir, tmp_path):

@@ -4,13 +4,16 @@ The metadata item holds what a user needs to reproduce or use a result: the conf
 mapping, the step and the versions of the packages that wrote it. The metrics item (Orbax's own)
 holds the step's validation PSNR when validation ran; it is the one source of the best checkpoint.
 Orbax writes each step to a temporary directory and renames it when complete, so a half-written
-checkpoint is never taken as the latest, nor as the best. A step the retention policy drops is renamed
+checkpoint is never taken as the latest, nor as the best; where a folder cannot be renamed in one step
+(a gs:// workdir, a bucket mounted with Cloud Storage FUSE) a step counts once its `commit_success.txt`
+is written, last. A step the retention policy drops is renamed
 into `checkpoints/deleted/` at once and removed from there later, so a reader (eval.py during training)
 sees a step whole or not at all, and a read that fails on a step no longer there is CheckpointDeleted.
 """
 
 import json
 import math
+import os
 import pathlib
 import shutil
 from typing import Any
@@ -32,11 +35,12 @@ DELETED_DIR = "deleted"  # steps the retention policy dropped, renamed here in o
 _OPEN_TRIES = 5  # listings of a workdir whose steps a training run is deleting meanwhile
 
 
-def checkpoint_dir(workdir: str | pathlib.Path) -> pathlib.Path:
-  return storage.local_path(workdir, "the workdir").resolve() / "checkpoints"
+def checkpoint_dir(workdir: str | pathlib.Path) -> storage.Path:
+  path = storage.as_path(workdir, "the workdir")
+  return (path if storage.is_remote(path) else path.resolve()) / "checkpoints"
 
 
-def is_step_dir(path: pathlib.Path) -> bool:
+def is_step_dir(path: storage.Path) -> bool:
   """Whether `path` is a step directory WORKDIR/checkpoints/<step> (its workdir: `path.resolve().parents[1]`)."""
   return path.is_dir() and path.name.isdigit() and path.parent.name == "checkpoints"
 
@@ -44,6 +48,8 @@ def is_step_dir(path: pathlib.Path) -> bool:
 def latest_bytes(workdir: str | pathlib.Path) -> int | None:
   """The size on disk of the latest committed checkpoint of `workdir` (about what a save needs); None if none."""
   directory = checkpoint_dir(workdir)
+  if storage.is_remote(directory):  # a bucket is never full
+    return None
   steps = [path for path in directory.iterdir() if is_step_dir(path)] if directory.is_dir() else []
   if not steps:
     return None
@@ -65,9 +71,10 @@ class Checkpoints:
         ocp.checkpoint_managers.BestN(get_metric_fn=_score, n=1, keep_checkpoints_without_metrics=False)])
     # `best_fn` makes Orbax write each step's metrics into the step (it ranks nothing: `policy` decides).
     # A killed save leaves a temporary folder that is never taken as a step; new managers delete it.
+    commit_file = ocp.path.atomicity.CommitFileTemporaryPath if storage.on_cloud_storage_fuse(self.directory) else None
     options = ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=_score, create=create,
                                            enable_async_checkpointing=True, cleanup_tmp_directories=create,
-                                           todelete_subdir=DELETED_DIR)
+                                           todelete_subdir=DELETED_DIR, temporary_path_class=commit_file)
     self._manager = _open_manager(self.directory, options)
     self._saved = False
     orphaned_io.silence()
@@ -212,7 +219,7 @@ class Checkpoints:
     self._manager.close()
 
 
-def _open_manager(directory: pathlib.Path, options: ocp.CheckpointManagerOptions) -> ocp.CheckpointManager:
+def _open_manager(directory: storage.Path, options: ocp.CheckpointManagerOptions) -> ocp.CheckpointManager:
   """Orbax's manager of `directory`. Opening lists the steps, then reads each one's metadata: a step that a
   training run's retention deletes in between is a FileNotFoundError inside `directory`; listing again
   (up to _OPEN_TRIES times) no longer finds it."""
@@ -220,7 +227,7 @@ def _open_manager(directory: pathlib.Path, options: ocp.CheckpointManagerOptions
     try:
       return ocp.CheckpointManager(directory, options=options)
     except FileNotFoundError as error:
-      if not pathlib.Path(error.filename or "/").is_relative_to(directory):
+      if not os.fspath(error.filename or "").startswith(os.fspath(directory)):
         raise
   return ocp.CheckpointManager(directory, options=options)
 

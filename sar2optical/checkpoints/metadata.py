@@ -2,12 +2,12 @@
 wrote it; `WORKDIR/config.json` for people."""
 
 import importlib.metadata
-import pathlib
 from typing import Any
 
 import ml_collections
 
 from sar2optical.configs import fields
+from sar2optical.core import storage
 from sar2optical.model.pixels import PixelSpec
 
 _VERSIONED = ("jax", "flax", "orbax-checkpoint")  # the packages a checkpoint's format depends on
@@ -39,9 +39,9 @@ def make_metadata(config: ml_collections.ConfigDict, pixels: PixelSpec, step: in
   return {"step": step, "config": config.to_dict(), "pixels": pixels.to_dict(), "versions": versions()}
 
 
-def write_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+def write_config(workdir: storage.Path, config: ml_collections.ConfigDict) -> None:
   """`WORKDIR/config.json`: the run's config, for people to read (checkpoints carry their own copy)."""
-  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+  storage.write_whole(workdir / "config.json", config.to_json_best_effort(indent=2) + "\n")
 
 
 def config_from_metadata(metadata: dict[str, Any]) -> ml_collections.ConfigDict:

@@ -30,7 +30,9 @@ def use_compilation_cache(workdir: str) -> None:
   given = "jax_compilation_cache_dir" in flags.FLAGS and flags.FLAGS["jax_compilation_cache_dir"].present
   if given or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     return
-  jax.config.update("jax_compilation_cache_dir", str(storage.local_path(workdir, "--workdir").resolve() / "jax_cache"))
+  path = storage.as_path(workdir, "--workdir")
+  folder = os.fspath(path if storage.is_remote(path) else path.resolve())
+  jax.config.update("jax_compilation_cache_dir", f"{folder}/jax_cache")
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 

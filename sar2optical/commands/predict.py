@@ -12,7 +12,6 @@ failed; when the output disk fills up, no further input starts and it exits 2 wi
 how much space the rest needs.
 """
 
-import pathlib
 import sys
 
 from absl import flags
@@ -20,6 +19,7 @@ from absl import flags
 import sar2optical
 from sar2optical.checkpoints import manager
 from sar2optical.commands import cli
+from sar2optical.core import storage
 from sar2optical.core.errors import CheckpointError, ConfigError, DiskFull
 from sar2optical.inference import tile_engine
 from sar2optical.model.pixels import SAR_UNITS
@@ -52,7 +52,7 @@ def _model_path() -> str:
   """--workdir, or --checkpoint once it is known to be a step directory or an artifact file."""
   if _WORKDIR.value:
     return _WORKDIR.value
-  path = pathlib.Path(_CHECKPOINT.value).expanduser()
+  path = storage.as_path(str(_CHECKPOINT.value), "--checkpoint")
   if _STEP.value != "latest":
     raise ConfigError("--step goes with --workdir; --checkpoint names its step itself")
   if not (path.is_file() or manager.is_step_dir(path)):

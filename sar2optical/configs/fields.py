@@ -26,8 +26,9 @@ NETWORK_FIELDS = ("model.in_channels", "model.levels", "model.upsampling", "mode
                   "model.disc_scales", "model.disc_spectral_norm", "model.ema_decay")
 POSITIVE_INTS = ("image_size", "batch_size", "num_train_steps", "log_every_steps", "checkpoint_every_steps",
                  "sample_every_steps", "keep_checkpoints", "model.levels", "model.disc_layers", "eval_batch_size")
-#: Fields that name a file or folder (local paths: `storage.local_path`).
-PATH_FIELDS = ("data.root", "data.split_file", "data.tfds_data_dir", "init_from")
+#: Fields that name a local file or folder (`storage.local_path`), and those that may name a gs:// one too.
+PATH_FIELDS = ("data.root", "data.split_file", "data.tfds_data_dir")
+CLOUD_PATH_FIELDS = ("init_from",)
 #: {field: what 0 means, for the message}
 NON_NEGATIVE_INTS = {"eval_every_steps": " (0: no validation)", "profile_steps": " (0: no trace)",
                      "profile_after_steps": ""}
@@ -169,9 +170,10 @@ def validate(config: ml_collections.ConfigDict, num_data_shards: int = 1, *, req
     raise ConfigError(f"config.data.workers: must be a non-negative integer (grain worker processes), got {workers!r}")
   if not isinstance(field(config, "init_from"), str):
     raise ConfigError(f"config.init_from: must be a workdir path (or empty), got {config.init_from!r}")
-  for name in PATH_FIELDS:
+  for name in PATH_FIELDS + CLOUD_PATH_FIELDS:
     if field(config, name):
-      storage.local_path(field(config, name), f"config.{name}:")
+      check = storage.as_path if name in CLOUD_PATH_FIELDS else storage.local_path
+      check(field(config, name), f"config.{name}:")
   levels = config.model.levels
   if levels > len(networks.UNET_WIDTHS):
     raise ConfigError(f"config.model.levels: at most {len(networks.UNET_WIDTHS)}, got {levels}")

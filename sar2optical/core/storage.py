@@ -1,16 +1,30 @@
-"""Output folders: made before any work starts, with an error naming the folder when that fails; files
-written whole or not at all."""
+"""Paths, local or in a bucket, and output folders: made before any work starts, with an error naming the folder
+when that fails; files written whole or not at all.
+
+A local path is a `pathlib.Path`. A `gs://` path is an `etils.epath.Path`: the path layer Orbax, grain, TFDS and
+JAX's compilation cache use, so that one `gs://…` string means the same object to all of them; it reaches
+Cloud Storage through gcsfs (the `gcs` extra). Both take `/`, `.name`, `.parent`, `read_text`, `exists`, `iterdir`.
+What an object store cannot do the local way (rename, append, flock) is done here and in the training lock.
+"""
 
 import contextlib
 import errno
+import importlib.util
 import os
 import pathlib
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
+from typing import TypeAlias
+
+from etils import epath
 
 from sar2optical.core.errors import ConfigError, DataError, DiskFull
+
+#: A local path or a path in a bucket (gs://…).
+Path: TypeAlias = pathlib.Path | epath.Path
 
 # How TensorStore (Orbax's writer) reports ENOSPC: a ValueError whose text carries the OS error.
 _TENSORSTORE_ENOSPC = f"[os_error_code='{errno.ENOSPC}']"
@@ -18,20 +32,68 @@ _TENSORSTORE_ENOSPC = f"[os_error_code='{errno.ENOSPC}']"
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
+def is_remote(path: str | os.PathLike[str]) -> bool:
+  """Whether `path` is a URL (gs://bucket/…) rather than a local path."""
+  return bool(_URL.match(os.fspath(path)))
+
+
+def as_path(path: str | os.PathLike[str], what: str) -> Path:
+  """`path` as a local `pathlib.Path` (`~` expanded, made absolute) or, for gs://…, an `epath.Path`.
+
+  ConfigError naming `what` for another scheme (rather than a local folder named "s3:") or when gs:// paths
+  need the `gcs` extra that is not installed.
+  """
+  text = os.fspath(path)
+  found = _URL.match(text)
+  if not found:
+    return pathlib.Path(text).expanduser().absolute()
+  if found.group(1) != "gs":
+    raise ConfigError(f"{what} {text}: {found.group(1)}:// paths are not supported; use gs://, a local path, or a "
+                      "bucket mounted as a folder")
+  if importlib.util.find_spec("gcsfs") is None:
+    raise ConfigError(f"{what} {text}: gs:// paths need the gcs extra: pip install 'sar2optical[gcs]'")
+  _use_emulator_if_set()
+  return epath.Path(text)
+
+
 def local_path(path: str | os.PathLike[str], what: str) -> pathlib.Path:
-  """`path` with `~` expanded; ConfigError naming `what` when it is a URL (gs://bucket/…), which this version
-  cannot read or write, rather than a local folder named after the URL's scheme."""
+  """`path` with `~` expanded; ConfigError naming `what` when it is a URL: for the paths that must be local."""
   found = _URL.match(os.fspath(path))
   if found:
-    raise ConfigError(f"{what} {os.fspath(path)}: {found.group(1)}:// paths are not supported; use a local path, or "
-                      "a bucket mounted as a folder (Cloud Storage FUSE, gcsfuse; docs/multihost.md)")
+    raise ConfigError(f"{what} {os.fspath(path)}: must be a local path here (gs:// works for workdirs and models); "
+                      "use a local path, or a bucket mounted as a folder")
   return pathlib.Path(path).expanduser()
 
 
-def writable_directory(path: str | pathlib.Path, what: str) -> pathlib.Path:
+def on_cloud_storage_fuse(path: Path) -> bool:
+  """Whether the local `path` lies on a bucket mounted with Cloud Storage FUSE (gcsfuse): no rename of a folder
+  in one step, no lock seen by other VMs."""
+  if is_remote(path):
+    return False
+  try:
+    mounts = [line.split()[1:3] for line in pathlib.Path("/proc/mounts").read_text().splitlines()]
+  except OSError:  # not Linux
+    return False
+  target = os.fspath(pathlib.Path(path).resolve())
+  found = [(len(point), kind) for point, kind in mounts
+           if target == point or target.startswith(point.rstrip("/") + "/")]
+  return bool(found) and max(found)[1] == "fuse.gcsfuse"
+
+
+def _use_emulator_if_set() -> None:
+  """With STORAGE_EMULATOR_HOST (a local GCS-compatible server, for tests), skips gcsfs's probe of the bucket's
+  type over gRPC, which an emulator does not serve; set before gcsfs is first imported."""
+  if os.environ.get("STORAGE_EMULATOR_HOST"):
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+
+def writable_directory(path: str | os.PathLike[str], what: str) -> Path:
   """`path` resolved, created with its parents and checked writable; DataError naming `what` and it otherwise
-  (ConfigError for a URL: `local_path`)."""
-  path = local_path(path, what).resolve()
+  (ConfigError for an unsupported URL: `as_path`). A bucket's folder is checked by writing and deleting an object."""
+  path = as_path(path, what)
+  if is_remote(path):
+    return _writable_bucket_folder(path, what)
+  path = path.resolve()
   try:
     path.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=path):
@@ -41,6 +103,22 @@ def writable_directory(path: str | pathlib.Path, what: str) -> pathlib.Path:
   return path
 
 
+def _writable_bucket_folder(path: epath.Path, what: str) -> epath.Path:
+  probe = path / f".write-check.{socket.gethostname()}.{os.getpid()}"
+  try:
+    probe.write_bytes(b"")
+    probe.unlink()
+  except Exception as error:  # gcsfs and google-auth raise OSError, HttpError, DefaultCredentialsError, ...
+    raise DataError(f"{what} {path} cannot be written: {one_line(error)}") from None
+  return path
+
+
+def one_line(error: BaseException) -> str:
+  """`error`'s type and the first line of its message: a client library's error without its response body."""
+  text = str(error).strip().splitlines()
+  return f"{type(error).__name__}: {text[0][:300]}" if text else type(error).__name__
+
+
 def temporary_name(path: pathlib.Path) -> pathlib.Path:
   """The hidden name beside `path` under which it is written before one rename makes it whole: the only
   naming of partial files, so that every reader that skips them skips them all."""
@@ -48,13 +126,18 @@ def temporary_name(path: pathlib.Path) -> pathlib.Path:
 
 
 @contextlib.contextmanager
-def written_whole(path: str | pathlib.Path) -> Iterator[pathlib.Path]:
+def written_whole(path: str | os.PathLike[str]) -> Iterator[pathlib.Path]:
   """Yields a temporary name beside `path` to write; renames it to `path` once the block ends without error.
 
   Invariant: `path` is either left as it was or replaced by a complete file with the permissions of a
   new file there (whatever the writer set: safetensors makes its files private); the temporary file
-  never stays. An OSError becomes a DataError naming `path`.
+  never stays. An OSError becomes a DataError naming `path`. For a gs:// path the temporary file is local
+  and is uploaded in one request: Cloud Storage shows an object only once its upload is complete.
   """
+  if is_remote(path):
+    with _uploaded(as_path(path, "the output")) as temporary:
+      yield temporary
+    return
   path = pathlib.Path(path)
   temporary = temporary_name(path)
   try:
@@ -69,15 +152,54 @@ def written_whole(path: str | pathlib.Path) -> Iterator[pathlib.Path]:
     temporary.unlink(missing_ok=True)
 
 
-def write_whole(path: str | pathlib.Path, data: bytes | str) -> None:
+@contextlib.contextmanager
+def _uploaded(path: epath.Path) -> Iterator[pathlib.Path]:
+  with tempfile.TemporaryDirectory(prefix="sar2optical-upload-") as folder:
+    temporary = pathlib.Path(folder) / path.name
+    yield temporary
+    upload(temporary, path)
+
+
+def staging_name(path: Path) -> pathlib.Path:
+  """Where a file for `path` is written before `publish` puts it there whole: `temporary_name(path)` beside a local
+  path; a fresh local temporary folder for a path in a bucket."""
+  if is_remote(path):
+    return pathlib.Path(tempfile.mkdtemp(prefix="sar2optical-upload-")) / path.name
+  return temporary_name(pathlib.Path(path))
+
+
+def publish(staged: pathlib.Path, path: Path) -> None:
+  """Moves the complete file `staged` (from `staging_name(path)`) to `path` in one step: a rename, or one upload."""
+  if is_remote(path):
+    try:
+      upload(staged, path)
+    finally:
+      shutil.rmtree(staged.parent, ignore_errors=True)
+  else:
+    os.replace(staged, path)
+
+
+def upload(local: pathlib.Path, path: epath.Path) -> None:
+  """Copies `local` to the object `path` in one upload (Cloud Storage shows the object once it is complete);
+  DataError naming `path` when that fails."""
+  try:
+    import fsspec  # pylint: disable=g-import-not-at-top (gcsfs's filesystem; present with the gcs extra)
+    filesystem, remote = fsspec.core.url_to_fs(os.fspath(path))
+    filesystem.put_file(os.fspath(local), remote)
+  except Exception as error:  # network, permission and quota errors of the client library
+    raise DataError(f"{path} cannot be written: {one_line(error)}") from None
+
+
+def write_whole(path: str | os.PathLike[str], data: bytes | str) -> None:
   """Writes `data` (text as UTF-8) to `path` through `written_whole`: a complete file or none."""
   with written_whole(path) as temporary:
     temporary.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
-def writable_file(path: str | pathlib.Path, what: str) -> pathlib.Path:
-  """`path` resolved, its folder made and checked writable (`writable_directory`); the file is not touched."""
-  path = pathlib.Path(path)
+def writable_file(path: str | os.PathLike[str], what: str) -> Path:
+  """The local `path` resolved, its folder made and checked writable (`writable_directory`); the file is not
+  touched."""
+  path = local_path(path, what)
   return writable_directory(path.parent, f"{what} folder") / path.name
 
 
@@ -97,7 +219,7 @@ def caused_by_full_disk(error: BaseException | None) -> bool:
 
 
 @contextlib.contextmanager
-def disk_full_reported(folder: pathlib.Path, needed: Callable[[], int | None], remedy: str) -> Iterator[None]:
+def disk_full_reported(folder: Path, needed: Callable[[], int | None], remedy: str) -> Iterator[None]:
   """Turns an error caused by a full disk (`caused_by_full_disk`) in the block into one DiskFull line naming
   `folder`, its free space, the space `needed()` (bytes, None if unknown) and `remedy`."""
   try:
@@ -107,5 +229,6 @@ def disk_full_reported(folder: pathlib.Path, needed: Callable[[], int | None], r
       raise
     size = needed()
     need = f"about {megabytes(size)} needed" if size else "more needed"
-    raise DiskFull(f"the disk of {folder} is full ({megabytes(shutil.disk_usage(folder).free)} free, {need}): "
+    local = pathlib.Path(tempfile.gettempdir()) if is_remote(folder) else folder  # a bucket's uploads are staged there
+    raise DiskFull(f"the disk of {local} is full ({megabytes(shutil.disk_usage(local).free)} free, {need}): "
                    f"{remedy}") from None

@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from sar2optical.core import storage
 from sar2optical.core.errors import ConfigError, DataError
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import sources, splits
@@ -45,7 +46,7 @@ class RunData:
 
 def resolve(data: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, seed: int, record: bool) -> RunData:
   """The run data of `data` (a config's `data` fields) for `workdir`; see the module docstring."""
-  workdir = pathlib.Path(workdir)
+  workdir = storage.as_path(workdir, "the workdir")
   if data.source == "tfds":
     return _tfds(data, workdir, record)
   return _folder(data, workdir, seed, record)

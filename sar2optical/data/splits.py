@@ -9,7 +9,6 @@ Patches of one scene overlap on the ground, so `make_split` keeps every scene in
 import collections
 import json
 import os
-import pathlib
 import random
 from collections.abc import Iterable, Sequence
 
@@ -181,14 +180,14 @@ def _assign_groups(groups: dict[str, list[Pair]], targets: dict[str, dict[str, f
 
 def write_split(path: str | os.PathLike[str], split: dict) -> None:
   """Writes `split` as JSON, creating parent folders; atomically, so a reader never sees half a file."""
-  path = pathlib.Path(path)
+  path = storage.as_path(path, "the split file")
   path.parent.mkdir(parents=True, exist_ok=True)
   storage.write_whole(path, json.dumps(split, indent=2) + "\n")
 
 
 def read_split(path: str | os.PathLike[str]) -> dict:
   """Reads and checks a split file in the original SAR2Optical format."""
-  path = pathlib.Path(path)
+  path = storage.as_path(path, "the split file")
   try:
     split = json.loads(path.read_text())
   except FileNotFoundError:

@@ -9,6 +9,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import pathlib
 import time
 from collections.abc import Sequence
@@ -57,7 +58,7 @@ def training_mean_colour(evaluator: Evaluator, workdir: pathlib.Path, train_sour
     return np.asarray(cached["mean_colour"]), source
   colour = evaluator.mean_colour(train_source)
   cache.parent.mkdir(parents=True, exist_ok=True)
-  cache.write_text(json.dumps({"source": source, "mean_colour": colour.tolist()}) + "\n")
+  storage.write_whole(cache, json.dumps({"source": source, "mean_colour": colour.tolist()}) + "\n")
   return colour, source
 
 
@@ -110,7 +111,7 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
   the targets' paths in step_N/targets.txt. `seasons` (e.g. "fall") replaces the config's data.seasons.
   """
   networks = feature_networks(features) if features.fid or features.lpips else None
-  workdir = storage.local_path(workdir, "the workdir")
+  workdir = storage.as_path(workdir, "the workdir")
   if data_root:
     storage.local_path(data_root, "--data_root")
   checkpoints = manager.Checkpoints(workdir, create=False)
@@ -121,27 +122,30 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
     raise DataError(f"no checkpoints in {manager.checkpoint_dir(workdir)}")
   output_root = storage.writable_directory(output_dir or workdir / "eval", "--output_dir:" if output_dir else "the folder")
   results, evaluator = [], None
-  for step in requested:
-    generator = load_unless_deleted(workdir, step, mode)
-    if generator is None:
-      continue
-    evaluator = evaluator_for(generator, batch_size, evaluator)
-    data = ml_collections.ConfigDict({**generator.config.data.to_dict(), "source": data_source,
-                                      "root": data_root or generator.config.data.root,
-                                      "tfds_data_dir": tfds_data_dir, "tfds_config": tfds_config,
-                                      "seasons": generator.config.data.get("seasons", "") if seasons is None
-                                      else seasons})
-    run_data = resolve.resolve(data, workdir, seed=generator.config.seed, record=False)
-    directory = output_root / f"step_{generator.step}"
-    result, scores, names, labels = evaluate_step(generator, workdir, run_data, split, evaluator=evaluator,
-                                                  grid_pairs=grid_pairs, networks=networks,
-                                                  images_dir=directory / "images" if save_images else None,
-                                                  data_root=pathlib.Path(data.root) if data_source == "folder" else None)
-    write_outputs(directory, result, scores, names, labels)
-    write_tensorboard(workdir, result)
-    logging.info("Evaluated step %d on %d %s pairs (%.1f images/s); outputs in %s", generator.step, result["n"],
-                 split, result["images_per_second"], directory)
-    results.append(result)
+  # One event file per eval run: a bucket's object cannot be appended to by two writers.
+  with SummaryWriter(os.fspath(workdir / "tensorboard")) as tensorboard:
+    for step in requested:
+      generator = load_unless_deleted(workdir, step, mode)
+      if generator is None:
+        continue
+      evaluator = evaluator_for(generator, batch_size, evaluator)
+      data = ml_collections.ConfigDict({**generator.config.data.to_dict(), "source": data_source,
+                                        "root": data_root or generator.config.data.root,
+                                        "tfds_data_dir": tfds_data_dir, "tfds_config": tfds_config,
+                                        "seasons": generator.config.data.get("seasons", "") if seasons is None
+                                        else seasons})
+      run_data = resolve.resolve(data, workdir, seed=generator.config.seed, record=False)
+      directory = output_root / f"step_{generator.step}"
+      scored_root = pathlib.Path(data.root) if data_source == "folder" else None
+      result, scores, names, labels = evaluate_step(generator, workdir, run_data, split, evaluator=evaluator,
+                                                    grid_pairs=grid_pairs, networks=networks,
+                                                    images_dir=directory / "images" if save_images else None,
+                                                    data_root=scored_root)
+      write_outputs(directory, result, scores, names, labels)
+      write_tensorboard(tensorboard, result)
+      logging.info("Evaluated step %d on %d %s pairs (%.1f images/s); outputs in %s", generator.step, result["n"],
+                   split, result["images_per_second"], directory)
+      results.append(result)
   return results
 
 
@@ -283,13 +287,12 @@ def write_outputs(directory: pathlib.Path, result: dict, scores: Scores, names: 
       storage.write_whole(directory / name, data)
 
 
-def write_tensorboard(workdir: pathlib.Path, result: dict) -> None:
+def write_tensorboard(writer: SummaryWriter, result: dict) -> None:
   """Overall metrics as TensorBoard scalars `eval_<split>/<metric>` at the checkpoint's step."""
-  with SummaryWriter(str(workdir / "tensorboard")) as writer:
-    for name, value in result["overall"].items():
-      scalar = value["mean"] if "mean" in value else value["value"]  # per-image means; FID/KID values
-      if scalar is not None:
-        writer.add_scalar(f"eval_{result['split']}/{name}", scalar, result["step"])
+  for name, value in result["overall"].items():
+    scalar = value["mean"] if "mean" in value else value["value"]  # per-image means; FID/KID values
+    if scalar is not None:
+      writer.add_scalar(f"eval_{result['split']}/{name}", scalar, result["step"])
 
 
 def format_table(result: dict) -> str:

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import os
 import pathlib
+import shutil
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -234,10 +235,10 @@ class ArraySink(RgbSink):
 class RgbWriter(RgbSink):
   """A uint8 RGB image written a band of rows at a time into a temporary file, renamed on `commit`."""
 
-  def __init__(self, path: pathlib.Path):
+  def __init__(self, path: storage.Path):
     self.path = path
-    self._partial = storage.temporary_name(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    self._partial = storage.staging_name(path)
 
   @abc.abstractmethod
   def _finish(self) -> None:
@@ -250,7 +251,7 @@ class RgbWriter(RgbSink):
     """Completes the file and moves it to `path`."""
     try:
       self._finish()
-      os.replace(self._partial, self.path)
+      storage.publish(self._partial, self.path)
     except _IO_ERRORS as error:
       self._partial.unlink(missing_ok=True)
       raise DataError(f"cannot write {self.path}: {_reason(error)}") from None
@@ -260,6 +261,8 @@ class RgbWriter(RgbSink):
     with contextlib.suppress(*_IO_ERRORS):
       self._release()
     self._partial.unlink(missing_ok=True)
+    if storage.is_remote(self.path):  # its staging folder
+      shutil.rmtree(self._partial.parent, ignore_errors=True)
 
 
 class _PillowWriter(RgbWriter):

@@ -111,7 +111,7 @@ def load(path: str | pathlib.Path, step: str | int = "latest", *, mode: Mode = "
 
   Raises CheckpointError naming the path when it is none of these or cannot be restored.
   """
-  path = storage.local_path(path, "the model")
+  path = storage.as_path(path, "the model")
   generator_lib.check_batch(batch_size, mode, "batch_size")
   if path.is_file():
     if mode != "eval" or step != "latest":
@@ -120,7 +120,8 @@ def load(path: str | pathlib.Path, step: str | int = "latest", *, mode: Mode = "
   elif manager.is_step_dir(path):
     if step != "latest":
       raise ConfigError(f"{path} is the step directory of step {path.name}: do not pass step={step!r} as well")
-    generator = load_generator(path.resolve().parents[1], int(path.name), mode)
+    generator = load_generator(path.parent.parent if storage.is_remote(path) else path.resolve().parents[1],
+                               int(path.name), mode)
   elif path.is_dir():
     generator = load_generator(path, step, mode)
   else:

@@ -98,7 +98,7 @@ def export_torch(workdir: str | pathlib.Path, output: str | pathlib.Path,
                  step: str | int = "latest") -> list[pathlib.Path]:
   """Writes OUTPUT/{gen,disc}.safetensors, then OUTPUT/{gen,disc}.pth; returns the files written."""
   generator, networks = state_dicts(workdir, step)
-  directory = storage.writable_directory(output, "--output")
+  directory = storage.writable_directory(storage.local_path(output, "--output"), "--output")
   metadata = {"format": "pt", "sar2optical": json.dumps(generator.describe())}
   written = []
   for name, state_dict in networks.items():

@@ -1,13 +1,16 @@
 """Training logs: TensorBoard event files (tensorboardX, no TensorFlow), JSON lines and PNG grids."""
 
+import io
 import json
-import pathlib
+import os
 from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
 from PIL import Image
 from tensorboardX import SummaryWriter
+
+from sar2optical.core import storage
 
 
 def pair_grid(rows: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
@@ -20,15 +23,16 @@ def pair_grid(rows: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
 class MetricWriter:
   """Writes scalars to `WORKDIR/metrics.jsonl` and TensorBoard, images to `WORKDIR/samples/`.
 
-  Only process 0 writes; the others get a writer that does nothing.
+  Only process 0 writes; the others get a writer that does nothing. In a bucket, where an object cannot
+  be appended to, metrics.jsonl is rewritten whole (`storage.write_whole`) with each new line.
   """
 
-  def __init__(self, workdir: str | pathlib.Path):
-    self.workdir = pathlib.Path(workdir)
+  def __init__(self, workdir: str | storage.Path):
+    self.workdir = storage.as_path(workdir, "the workdir")
     self.enabled = jax.process_index() == 0
     if self.enabled:
-      self._tensorboard = SummaryWriter(str(self.workdir / "tensorboard"))
-      self._jsonl = open(self.workdir / "metrics.jsonl", "a", encoding="utf-8")
+      self._tensorboard = SummaryWriter(os.fspath(self.workdir / "tensorboard"))
+      self._jsonl = _JsonLines(self.workdir / "metrics.jsonl")
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     if not self.enabled:
@@ -36,15 +40,16 @@ class MetricWriter:
     for name, value in scalars.items():
       self._tensorboard.add_scalar(name, value, step)
     self._jsonl.write(json.dumps({"step": step, **{k: float(v) for k, v in scalars.items()}}) + "\n")
-    self._jsonl.flush()
 
-  def write_image(self, step: int, name: str, image: np.ndarray) -> pathlib.Path | None:
+  def write_image(self, step: int, name: str, image: np.ndarray) -> storage.Path | None:
     """Saves a uint8 HxWx3 image as `samples/<name>_<step>.png` and to TensorBoard."""
     if not self.enabled:
       return None
     path = self.workdir / "samples" / f"{name}_{step:08d}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path)
+    encoded = io.BytesIO()
+    Image.fromarray(image).save(encoded, format="PNG")
+    storage.write_whole(path, encoded.getvalue())
     self._tensorboard.add_image(name, image, step, dataformats="HWC")
     return path
 
@@ -52,3 +57,26 @@ class MetricWriter:
     if self.enabled:
       self._tensorboard.close()
       self._jsonl.close()
+
+
+class _JsonLines:
+  """A JSON-lines file appended to line by line: flushed after each line locally, rewritten whole in a bucket."""
+
+  def __init__(self, path: storage.Path):
+    self.path = path
+    if storage.is_remote(path):
+      self._lines = [path.read_text()] if path.exists() else []
+    else:
+      self._file = open(path, "a", encoding="utf-8")
+
+  def write(self, line: str) -> None:
+    if storage.is_remote(self.path):
+      self._lines.append(line)
+      storage.write_whole(self.path, "".join(self._lines))
+    else:
+      self._file.write(line)
+      self._file.flush()
+
+  def close(self) -> None:
+    if not storage.is_remote(self.path):
+      self._file.close()

@@ -50,7 +50,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Tra
     return _train(config, workdir, mesh)
 
 
-def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: jax.sharding.Mesh) -> TrainState:
+def _train(config: ml_collections.ConfigDict, workdir: storage.Path, mesh: jax.sharding.Mesh) -> TrainState:
   """`train` in a checked workdir that this run holds."""
   run_data = resolve.resolve(config.data, workdir, seed=config.seed, record=True)
   train_source = run_data.source("train")
@@ -91,7 +91,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, mesh: jax.s
 
 
 def new_state(config: ml_collections.ConfigDict, recipe: Recipe, mesh: jax.sharding.Mesh,
-              workdir: pathlib.Path) -> TrainState:
+              workdir: storage.Path) -> TrainState:
   """A fresh state, with the networks of `config.init_from` if set; writes WORKDIR/config.json."""
   state = create_state(recipe, mesh, config.seed, config.image_size, config.model.in_channels)
   if config.init_from:

@@ -7,13 +7,18 @@ WORKDIR/tensorboard/plugins/profile/<time>/ (`<host>.xplane.pb` and `<host>.trac
 run's scalars: `tensorboard --logdir WORKDIR/tensorboard` shows it in its Profile tab (with the
 tensorboard-plugin-profile package), and https://ui.perfetto.dev opens the `.trace.json.gz`. Every step
 runs inside a `jax.profiler.StepTraceAnnotation`, so steps are marked in any trace, this one or one taken
-by attaching the profiler from outside.
+by attaching the profiler from outside. For a workdir in a bucket the trace is written to a local temporary
+folder and uploaded when it stops.
 """
 
+import os
 import pathlib
+import tempfile
 
 import jax
 from absl import logging
+
+from sar2optical.core import storage
 
 TRACE_FOLDER = "tensorboard"
 
@@ -22,15 +27,18 @@ class TraceWindow:
   """Starts JAX's profiler before the first traced step and stops it after the last; a no-op when
   `profile_steps` is 0 or on processes other than 0."""
 
-  def __init__(self, profile_steps: int, after_steps: int, start_step: int, workdir: pathlib.Path):
+  def __init__(self, profile_steps: int, after_steps: int, start_step: int, workdir: storage.Path):
     self.first = start_step + after_steps + 1
     self.last = self.first + profile_steps - 1 if profile_steps and jax.process_index() == 0 else -1
     self.directory = workdir / TRACE_FOLDER
     self.tracing = False
+    self._local: tempfile.TemporaryDirectory | None = None
 
   def before_step(self, step: int) -> None:
     if step == self.first and self.last >= step:
-      jax.profiler.start_trace(str(self.directory))
+      remote = storage.is_remote(self.directory)
+      self._local = tempfile.TemporaryDirectory(prefix="sar2optical-trace-") if remote else None
+      jax.profiler.start_trace(self._local.name if self._local else os.fspath(self.directory))
       self.tracing = True
 
   def after_step(self, step: int, outputs) -> None:
@@ -46,3 +54,8 @@ class TraceWindow:
     if self.tracing:
       self.tracing = False
       jax.profiler.stop_trace()
+      if self._local:
+        with self._local as folder:
+          for file in pathlib.Path(folder).rglob("*"):
+            if file.is_file():
+              storage.write_whole(self.directory / file.relative_to(folder).as_posix(), file.read_bytes())
