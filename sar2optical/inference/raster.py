@@ -14,6 +14,8 @@ import dataclasses
 import os
 import pathlib
 import shutil
+import urllib.parse
+import urllib.request
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -28,7 +30,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from sar2optical.core import storage
-from sar2optical.core.errors import DataError
+from sar2optical.core.errors import ConfigError, DataError
 from sar2optical.data.images import check_pixels, load_image
 
 _PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -43,6 +45,18 @@ _IO_ERRORS = (rasterio.errors.RasterioError, OSError)
 # A TIFF declaring more bytes of pixels than this many times its file size has a damaged or hostile header:
 # deflate stops near 1000:1, and SAR scenes compress a few times at most. Reading it would take forever.
 MAX_TIFF_EXPANSION = 10_000
+# URLs of rasters that GDAL reads in windows through its virtual file system /vsicurl/ (range requests).
+REMOTE_SCHEMES = ("https", "http")
+
+
+def _remote_size(url: str) -> int | None:
+  """The Content-Length of `url` (one HEAD request); None when the server does not give it."""
+  try:
+    with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=60) as response:
+      length = response.headers.get("Content-Length", "")
+  except OSError as error:
+    raise DataError(f"cannot open raster {url}: {error}") from None
+  return int(length) if length.isdigit() else None
 
 
 def _reason(error: Exception) -> str:
@@ -114,11 +128,14 @@ class _PillowReader(SarReader):
 class _RasterioReader(SarReader):
   """TIFF/GeoTIFF band `band` (1-based index or band description), read in windows."""
 
-  def __init__(self, path: pathlib.Path, band: str):
+  def __init__(self, path: pathlib.Path | str, band: str):
     try:
       with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        self._dataset = rasterio.open(path)
+        # A URL: no listing of its "folder" for side-car files (requests saved; most servers refuse a listing).
+        remote = isinstance(path, str)
+        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR") if remote else contextlib.nullcontext():
+          self._dataset = rasterio.open(path)
     except _IO_ERRORS as error:
       raise DataError(f"cannot open raster {path}: {_reason(error)}") from None
     dataset = self._dataset
@@ -146,17 +163,19 @@ class _RasterioReader(SarReader):
     self._dataset.close()
 
 
-def _check_declared_size(dataset: rasterio.DatasetReader, path: pathlib.Path) -> None:
+def _check_declared_size(dataset: rasterio.DatasetReader, path: pathlib.Path | str) -> None:
   """DataError when the pixels `dataset` declares exceed MAX_TIFF_EXPANSION times its file's size."""
   declared = dataset.width * dataset.height * sum(np.dtype(dtype).itemsize for dtype in dataset.dtypes)
-  size = path.stat().st_size
+  size = _remote_size(path) if isinstance(path, str) else path.stat().st_size
+  if size is None:  # a server that does not say
+    return
   if declared > MAX_TIFF_EXPANSION * size:
     raise DataError(f"{path} declares {dataset.width}x{dataset.height} pixels in {dataset.count} bands "
                     f"({declared / 2**30:.1f} GiB) in a file of {size / 2**20:.2f} MiB, more than "
                     f"{MAX_TIFF_EXPANSION} times its size: its header is damaged")
 
 
-def _band_index(dataset: rasterio.DatasetReader, band: str, path: pathlib.Path) -> int:
+def _band_index(dataset: rasterio.DatasetReader, band: str, path: pathlib.Path | str) -> int:
   """The 1-based index of `band`: a number, or a band description such as VV (case-insensitive)."""
   names = [description or "" for description in dataset.descriptions]
   listing = ", ".join(f"{i} {name!r}" if name else str(i) for i, name in enumerate(names, 1))
@@ -190,8 +209,29 @@ class ArrayReader(SarReader):
     return rows, np.ones(rows.shape, bool)
 
 
+def remote_raster(url: str, what: str) -> str:
+  """`url` when it names one raster that GDAL reads in windows (`REMOTE_SCHEMES`); ConfigError naming `what`
+  otherwise."""
+  scheme = url.partition("://")[0]
+  if scheme not in REMOTE_SCHEMES:
+    raise ConfigError(f"{what} {url}: {scheme}:// rasters are not read here; use an https:// URL (a bucket's "
+                      "objects have one) or a local path")
+  if not remote_name(url):
+    raise ConfigError(f"{what} {url}: name one raster (a URL is read as one file, not as a folder)")
+  return url
+
+
+def remote_name(url: str) -> str:
+  """The file name at the end of `url`'s path, without its query string."""
+  return pathlib.PurePosixPath(urllib.parse.urlparse(url).path).name
+
+
 def open_sar(path: str | os.PathLike[str], band: str = "1") -> SarReader:
-  """A reader of `path`'s SAR band; PNG/JPEG are converted to grey (`band` applies to TIFF)."""
+  """A reader of `path`'s SAR band; PNG/JPEG are converted to grey (`band` applies to TIFF). A URL
+  (`REMOTE_SCHEMES`: a Cloud-Optimised GeoTIFF, say) is read by GDAL in windows, with range requests, and
+  never downloaded whole first."""
+  if storage.is_remote(path):
+    return _RasterioReader(os.fspath(path), band)
   path = pathlib.Path(path)
   if not path.is_file():
     raise DataError(f"image file not found: {path}")

@@ -98,8 +98,11 @@ class Summary:
     return text + (f", not started {self.not_started} (the disk is full)" if self.disk_full else "")
 
 
-def find_inputs(spec: str) -> list[tuple[pathlib.Path, pathlib.Path]]:
-  """(input file, output path relative to the output folder) for a file, a folder (recursive) or a glob."""
+def find_inputs(spec: str) -> list[tuple[str | pathlib.Path, pathlib.Path]]:
+  """(input file, output path relative to the output folder) for a file, a folder (recursive) or a glob; for a
+  raster's URL (`raster.REMOTE_SCHEMES`), that raster, named in the output folder as at the end of its URL."""
+  if storage.is_remote(spec):
+    return [(raster.remote_raster(spec, "--input"), pathlib.Path(raster.remote_name(spec)))]
   path = storage.local_path(spec, "--input")
   if path.is_file():
     return [(path, pathlib.Path(path.name))]
@@ -142,7 +145,7 @@ def _check_values(reader: raster.SarReader, sar: SarScaling) -> None:
                     "backscatter (float or 16-bit): set sar_units=uint8 (--sar_units) for SEN1-2 images")
 
 
-def _plan(inputs: Sequence[tuple[pathlib.Path, pathlib.Path]], output_dir: pathlib.Path, options: Options,
+def _plan(inputs: Sequence[tuple[str | pathlib.Path, pathlib.Path]], output_dir: pathlib.Path, options: Options,
           tile: int, summary: Summary) -> list[_Task]:
   """The inputs to translate; unreadable ones are counted failed, existing outputs skipped."""
   tasks, sources_of = [], {}
@@ -371,7 +374,7 @@ def _read_ahead(items: Iterator, executor: ThreadPoolExecutor, depth: int) -> It
     yield item
 
 
-def translate_files(generator: TileGenerator, inputs: Sequence[tuple[pathlib.Path, pathlib.Path]],
+def translate_files(generator: TileGenerator, inputs: Sequence[tuple[str | pathlib.Path, pathlib.Path]],
                     output_dir: pathlib.Path, options: Options = Options()) -> Summary:
   """Translates every input into `output_dir / relative path` (suffix of the output format).
 
