@@ -17,7 +17,9 @@ __doc__ = crossval_lib.__doc__  # the usage that --help prints: the module's own
 def _define_flags() -> None:
   """Defines the command-line flags, only when run as a script, so imports never clash."""
   config_flags.DEFINE_config_file("config", None, "Training config of every fold: a file (configs/*.py), or a packaged "
-                                  "config by name (pix2pix:few_scenes, quickstart, ...).", lock_config=True)
+                                  "config by name (pix2pix:few_scenes, quickstart, ...); --config.FIELD=VALUE sets "
+                                  "one of its fields.", lock_config=True)
+  flags.declare_key_flag("config")  # ml_collections defines it: --help lists it with this module's flags
   flags.DEFINE_string("workdir", None, "Holds folds/<group>/ (one training workdir each) and crossval.json.")
   flags.DEFINE_list("held_out", [], "Scene groups whose folds to run (default: every group's).")
   flags.DEFINE_integer("batch_size", 8, "Images per batch when scoring the held-out groups.", lower_bound=1)

@@ -95,3 +95,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
   cli.run(main)
+
+
+if __name__ == "__main__":  # python -m sar2optical.commands.eval
+  run()

@@ -20,7 +20,9 @@ from sar2optical.core.errors import ConfigError
 from sar2optical.training import loop
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config: a file (configs/*.py), or a packaged "
-                                          "config by name (pix2pix, pix2pix:paper, quickstart).", lock_config=True)
+                                          "config by name (pix2pix, pix2pix:paper, pix2pix:few_scenes, quickstart); "
+                                          "--config.FIELD=VALUE sets one of its fields.", lock_config=True)
+flags.declare_key_flag("config")  # ml_collections defines it: --help lists it with this module's flags
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Join a multi-process run: jax.distributed.initialize() with "
                                  "what JAX detects (Cloud TPU slices, SLURM, Open MPI); implied by --coordinator_address.")
@@ -44,3 +46,7 @@ def main(argv: list[str]) -> None:
 def run() -> None:
   sys.argv = configs.with_packaged_paths(sys.argv)
   cli.run(main)
+
+
+if __name__ == "__main__":  # python -m sar2optical.commands.train
+  run()

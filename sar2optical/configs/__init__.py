@@ -8,16 +8,29 @@ import pathlib
 from collections.abc import Sequence
 
 NAMES = ("pix2pix", "quickstart")
+#: What --config takes by name: each packaged config, with its variants.
+CHOICES = ("pix2pix", "pix2pix:paper", "pix2pix:few_scenes", "quickstart")
 _FOLDER = pathlib.Path(__file__).resolve().parent
 
 
+def _packaged_path(value: str) -> str:
+  """`NAME[:VARIANT]` → the packaged file's path `.../NAME.py[:VARIANT]`, for a NAME that is no file here; other
+  values as they are."""
+  name, colon, variant = value.partition(":")
+  return f"{_FOLDER / name}.py{colon}{variant}" if name in NAMES and not pathlib.Path(name).exists() else value
+
+
 def with_packaged_paths(argv: Sequence[str]) -> list[str]:
-  """`argv` with `--config=NAME[:VARIANT]` → the packaged file's path, for a NAME that is no file here."""
-  resolved = []
+  """`argv` with `--config=NAME[:VARIANT]` (or `--config NAME[:VARIANT]`) → the packaged file's path, for a NAME
+  that is no file here."""
+  resolved: list[str] = []
   for arg in argv:
-    flag, _, value = arg.partition("=")
-    name, colon, variant = value.partition(":")
-    if flag == "--config" and name in NAMES and not pathlib.Path(name).exists():
-      arg = f"--config={_FOLDER / name}.py{colon}{variant}"
+    flag, equals, value = arg.partition("=")
+    if "--" in resolved[1:]:  # arguments, not flags
+      pass
+    elif resolved[1:] and resolved[-1] == "--config":
+      arg = _packaged_path(arg)
+    elif flag == "--config" and equals:
+      arg = f"--config={_packaged_path(value)}"
     resolved.append(arg)
   return resolved
