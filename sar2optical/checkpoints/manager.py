@@ -36,8 +36,7 @@ _OPEN_TRIES = 5  # listings of a workdir whose steps a training run is deleting 
 
 
 def checkpoint_dir(workdir: str | pathlib.Path) -> storage.Path:
-  path = storage.as_path(workdir, "the workdir")
-  return (path if storage.is_remote(path) else path.resolve()) / "checkpoints"
+  return storage.resolved(storage.as_path(workdir, "the workdir")) / "checkpoints"
 
 
 def is_step_dir(path: storage.Path) -> bool:

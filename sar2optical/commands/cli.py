@@ -34,7 +34,7 @@ class _QuietLibraries(std_logging.Filter):
   def filter(self, record: std_logging.LogRecord) -> bool:
     if record.name.startswith("jax") and _NO_LIBTPU.match(record.getMessage()):
       return False
-    noisy = "/orbax/" in record.pathname or "/grain/" in record.pathname
+    noisy = any(f"/{package}/" in record.pathname for package in ("orbax", "grain", "fsspec", "gcsfs"))
     if noisy and record.exc_info and storage.caused_by_full_disk(record.exc_info[1]):
       return False
     return record.levelno >= std_logging.WARNING or not noisy
@@ -47,8 +47,7 @@ def use_compilation_cache(workdir: str) -> None:
   given = "jax_compilation_cache_dir" in flags.FLAGS and flags.FLAGS["jax_compilation_cache_dir"].present
   if given or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     return
-  path = storage.as_path(workdir, "--workdir")
-  folder = os.fspath(path if storage.is_remote(path) else path.resolve())
+  folder = os.fspath(storage.resolved(storage.as_path(workdir, "--workdir")))
   jax.config.update("jax_compilation_cache_dir", f"{folder}/jax_cache")
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 

@@ -56,6 +56,11 @@ def as_path(path: str | os.PathLike[str], what: str) -> Path:
   return epath.Path(text)
 
 
+def resolved(path: Path) -> Path:
+  """A local `path` with its symlinks resolved; a bucket's path as it is (it has no links)."""
+  return path if is_remote(path) else pathlib.Path(path).resolve()
+
+
 def local_path(path: str | os.PathLike[str], what: str) -> pathlib.Path:
   """`path` with `~` expanded; ConfigError naming `what` when it is a URL: for the paths that must be local."""
   found = _URL.match(os.fspath(path))
@@ -90,10 +95,9 @@ def _use_emulator_if_set() -> None:
 def writable_directory(path: str | os.PathLike[str], what: str) -> Path:
   """`path` resolved, created with its parents and checked writable; DataError naming `what` and it otherwise
   (ConfigError for an unsupported URL: `as_path`). A bucket's folder is checked by writing and deleting an object."""
-  path = as_path(path, what)
+  path = resolved(as_path(path, what))
   if is_remote(path):
     return _writable_bucket_folder(path, what)
-  path = path.resolve()
   try:
     path.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=path):
@@ -174,9 +178,17 @@ def publish(staged: pathlib.Path, path: Path) -> None:
     try:
       upload(staged, path)
     finally:
-      shutil.rmtree(staged.parent, ignore_errors=True)
+      discard(staged, path)
   else:
     os.replace(staged, path)
+
+
+def discard(staged: pathlib.Path, path: Path) -> None:
+  """Removes the file `staged` for `path` (`staging_name`), and for a bucket's path its temporary folder."""
+  if is_remote(path):
+    shutil.rmtree(staged.parent, ignore_errors=True)
+  else:
+    staged.unlink(missing_ok=True)
 
 
 def upload(local: pathlib.Path, path: epath.Path) -> None:

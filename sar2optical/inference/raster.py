@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import os
 import pathlib
-import shutil
 import urllib.parse
 import urllib.request
 import warnings
@@ -293,16 +292,14 @@ class RgbWriter(RgbSink):
       self._finish()
       storage.publish(self._partial, self.path)
     except _IO_ERRORS as error:
-      self._partial.unlink(missing_ok=True)
+      storage.discard(self._partial, self.path)
       raise DataError(f"cannot write {self.path}: {_reason(error)}") from None
 
   def abort(self) -> None:
     """Drops the partial file."""
     with contextlib.suppress(*_IO_ERRORS):
       self._release()
-    self._partial.unlink(missing_ok=True)
-    if storage.is_remote(self.path):  # its staging folder
-      shutil.rmtree(self._partial.parent, ignore_errors=True)
+    storage.discard(self._partial, self.path)
 
 
 class _PillowWriter(RgbWriter):

@@ -120,8 +120,7 @@ def load(path: str | pathlib.Path, step: str | int = "latest", *, mode: Mode = "
   elif manager.is_step_dir(path):
     if step != "latest":
       raise ConfigError(f"{path} is the step directory of step {path.name}: do not pass step={step!r} as well")
-    generator = load_generator(path.parent.parent if storage.is_remote(path) else path.resolve().parents[1],
-                               int(path.name), mode)
+    generator = load_generator(storage.resolved(path).parent.parent, int(path.name), mode)
   elif path.is_dir():
     generator = load_generator(path, step, mode)
   else:

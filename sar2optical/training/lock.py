@@ -66,7 +66,7 @@ def held(workdir: storage.Path) -> Iterator[None]:
 
 def _this_process() -> dict:
   return {"host": socket.gethostname(), "pid": os.getpid(),
-          "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+          "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
 
 def _in_use(workdir: storage.Path, holder: dict | None, where: str) -> WorkdirInUse:
@@ -93,7 +93,7 @@ def _lease(workdir: storage.Path) -> Iterator[None]:
     logging.info("Took over the lease of %s, which ended without releasing it (killed?): %s",
                  _describe(previous), workdir / LOCK_FILE)
   except exceptions.NotFound:
-    previous, expected = None, 0  # 0: create only if absent
+    expected = 0  # create only if absent
   try:
     blob.upload_from_string(json.dumps(me) + "\n", if_generation_match=expected)
   except exceptions.PreconditionFailed:
@@ -133,8 +133,8 @@ def _ended_on_this_host(holder: dict | None) -> bool:
     os.kill(holder["pid"], 0)
   except ProcessLookupError:
     return True
-  except PermissionError:
-    return False
+  except PermissionError:  # alive, another user's
+    pass
   return False
 
 

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import time
 from collections.abc import Mapping, Sequence
 
 import jax
@@ -24,7 +25,7 @@ class MetricWriter:
   """Writes scalars to `WORKDIR/metrics.jsonl` and TensorBoard, images to `WORKDIR/samples/`.
 
   Only process 0 writes; the others get a writer that does nothing. In a bucket, where an object cannot
-  be appended to, metrics.jsonl is rewritten whole (`storage.write_whole`) with each new line.
+  be appended to, metrics.jsonl is rewritten whole (`_JsonLines`).
   """
 
   def __init__(self, workdir: str | storage.Path):
@@ -60,23 +61,36 @@ class MetricWriter:
 
 
 class _JsonLines:
-  """A JSON-lines file appended to line by line: flushed after each line locally, rewritten whole in a bucket."""
+  """A JSON-lines file appended to line by line: flushed after each line locally. In a bucket, where an object is
+  written whole, it is rewritten at most every UPLOAD_SECONDS and at `close` (a stop by a signal too), so that
+  an upload per logged step stays off the training loop's path; a run killed without a signal loses at most
+  its last UPLOAD_SECONDS of lines."""
+
+  UPLOAD_SECONDS = 30.0
 
   def __init__(self, path: storage.Path):
     self.path = path
     if storage.is_remote(path):
       self._lines = [path.read_text()] if path.exists() else []
+      self._uploaded = time.monotonic()
     else:
       self._file = open(path, "a", encoding="utf-8")
 
   def write(self, line: str) -> None:
     if storage.is_remote(self.path):
       self._lines.append(line)
-      storage.write_whole(self.path, "".join(self._lines))
+      if time.monotonic() - self._uploaded >= self.UPLOAD_SECONDS:
+        self._upload()
     else:
       self._file.write(line)
       self._file.flush()
 
+  def _upload(self) -> None:
+    storage.write_whole(self.path, "".join(self._lines))
+    self._uploaded = time.monotonic()
+
   def close(self) -> None:
-    if not storage.is_remote(self.path):
+    if storage.is_remote(self.path):
+      self._upload()
+    else:
       self._file.close()
