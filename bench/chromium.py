@@ -163,9 +163,9 @@ def choose_units(driver, units: str) -> None:
 
 
 def pick_example(driver, name: str) -> None:
-  """Clicks the example named `name` (which starts its translation)."""
+  """Clicks the thumbnail of the example named `name` (which starts its translation)."""
   from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
-  driver.find_element(By.XPATH, f"//button[contains(@class, 'gallery-item')][contains(., '{name}')]").click()
+  driver.find_element(By.CSS_SELECTOR, f"#examples button img[alt='{name}']").click()
 
 
 def page_text(driver) -> str:

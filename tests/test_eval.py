@@ -210,3 +210,17 @@ def test_fid_kid_lpips_and_saved_images(workdir, tmp_path, random_feature_weight
   features = [np.concatenate([np.asarray(network(np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths[i:i + 8]])))
                               for i in range(0, 24, 8)]) for paths in (generated, targets)]
   assert distances.fid(*features).value == pytest.approx(fid["value"], rel=1e-4)
+
+
+def test_a_model_under_a_floor_is_told_so_in_the_table():
+  def entry(psnr: float, ssim: float) -> dict:
+    return {"n": 4, "psnr": {"mean": psnr, "std": 0.0}, "ssim": {"mean": ssim, "std": 0.0}}
+
+  result = {"step": 5, "split": "test", "mode": "eval", "n": 4, "per_class": {}, "overall": entry(11.27, 0.20),
+            "floors": {"mean_colour": {"n": 4, "overall": entry(14.90, 0.15)},
+                       "other_target": {"n": 4, "overall": entry(10.0, 0.10)}}}
+  remarks = [line for line in workflow.format_table(result).splitlines() if line.startswith("remark:")]
+  assert remarks == ["remark: the model scores under the mean_colour floor on PSNR: on these pairs it does no better "
+                     "than painting every pixel the mean training colour"]
+  result["overall"] = entry(15.0, 0.2)
+  assert "remark:" not in workflow.format_table(result)

@@ -1,7 +1,9 @@
 """Training: config checks, learning on real pairs, 1 vs 8 devices, and exact resume."""
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -129,3 +131,15 @@ def test_bfloat16_compute_trains_with_float32_state():
   assert metrics["loss_G"].dtype == np.float32
   l1 = np.asarray(jax.device_get(l1))
   assert np.all(np.isfinite(l1)) and l1[-3:].mean() < 0.7 * l1[:3].mean(), l1
+
+
+def test_the_log_says_what_the_silent_minutes_are_and_that_no_validation_runs(demo_root, tmp_path, caplog):
+  config = tiny_config(demo_root, num_train_steps=2, checkpoint_every_steps=2, log_every_steps=1,
+                       sample_every_steps=100, eval_every_steps=100)
+  with caplog.at_level(logging.INFO):
+    loop.train(config, tmp_path / "run")
+  assert "Listing the pairs under" in caplog.text
+  assert re.search(r"Split train: \w+ \d+", caplog.text)
+  assert "Compiling the train step" in caplog.text and re.search(r"Compiled and ran the first step in [\d.]+ s",
+                                                                 caplog.text)
+  assert "Validation: none in this run (every 100 steps, and the run ends at step 2)" in caplog.text

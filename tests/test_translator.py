@@ -126,3 +126,19 @@ def test_bad_paths_and_arrays_name_the_problem(tiny_workdir, translator, tmp_pat
 def test_importing_the_package_stays_light():
   code = "import sys, sar2optical; assert 'jax' not in sys.modules; assert callable(sar2optical.load)"
   subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=120)
+
+
+def test_a_translator_says_what_it_is_and_the_package_lists_its_api(translator, tiny_workdir, tmp_path):
+  assert repr(translator) == ("<Translator: step 2, 32² tiles (a checkpoint); SAR in sar_units uint8 (default), "
+                              "linear or db, uint8 RGB out; overlap 0.25, batch_size 8>")
+  artifact = stablehlo.export_workdir(tiny_workdir, tmp_path / "generator.jax", platforms=("cpu",))
+  assert repr(sar2optical.load(artifact, batch_size=2)).startswith("<Translator: step 2, 32² tiles (an exported "
+                                                                  "artifact);")
+  assert dir(sar2optical) == ["Translator", "__version__", "load"]
+
+
+def test_an_array_shows_a_progress_bar_only_when_asked(translator, sar_png, capfd):
+  translator.translate(sar_png)
+  assert capfd.readouterr().err == ""
+  translator.translate(sar_png, progress=True)
+  assert "1 array: 100%" in capfd.readouterr().err

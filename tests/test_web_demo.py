@@ -1,20 +1,25 @@
-"""The web demo in a real browser (headless Chromium from the Debian packages, driven by Selenium): an upload
-gives predict.py's bytes, bad input is a message in the page and the server goes on; the Space starts.
+"""The web demo in a real browser (headless Chromium from the Debian packages, driven by Selenium): the page says
+what model it serves, an upload gives predict.py's bytes, bad input is one message in the page and one line in
+the server's log, and the server goes on; the Space starts and says what model it serves.
 As a network service: a burst of clients (gradio_client) queues up to --max_queue and the rest are refused
 while memory stays bounded; images over --max_pixels and uploads over --max_upload_mb are refused in the page."""
 
+import base64
+import io
+import json
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
 import numpy as np
 import pytest
 import rasterio
-from conftest import REPO, SEN12_ROOT, requires_sen12
+from conftest import REPO, SEN12_ROOT, requires_sen12, tiny_config
 from PIL import Image
 from rasterio.transform import from_origin
 
@@ -22,6 +27,7 @@ import sar2optical
 from bench import chromium  # the browser and the server, shared with bench/demo_*.py
 from sar2optical.core.errors import Sar2OpticalError
 from sar2optical.inference.translator import SarOptions
+from sar2optical.interop import stablehlo
 
 WAIT_S = 120
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
@@ -47,10 +53,21 @@ def patches(tmp_path_factory) -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
-def demo_server(web_demo, tiny_workdir, patches):
-  """`python -m sar2optical.commands.demo` on the tiny workdir at a free port: (process, url), started, not waited for."""
+def validated_workdir(demo_root, tmp_path_factory) -> pathlib.Path:
+  """The tiny workdir's run (2 steps on the demo set) with a validation at step 2, for the page to report."""
+  from sar2optical.training import loop  # pylint: disable=g-import-not-at-top (keeps collection light)
+  workdir = tmp_path_factory.mktemp("validated")
+  loop.train(tiny_config(demo_root, num_train_steps=2, checkpoint_every_steps=2, log_every_steps=1,
+                         sample_every_steps=2, eval_every_steps=2), workdir)
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def demo_server(web_demo, validated_workdir, patches):
+  """`python -m sar2optical.commands.demo` on the validated workdir at a free port: (process, url), started, not
+  waited for."""
   port = chromium.free_port()
-  process = chromium.start_demo(tiny_workdir, port, f"--examples={patches}")
+  process = chromium.start_demo(validated_workdir, port, f"--examples={patches}")
   yield process, f"http://127.0.0.1:{port}/"
   chromium.stop(process)
 
@@ -72,9 +89,9 @@ def run_predict(workdir: pathlib.Path, inputs: pathlib.Path, output: pathlib.Pat
 
 
 @pytest.fixture(scope="module")
-def predicted(tiny_workdir, patches, tmp_path_factory) -> pathlib.Path:
-  """predict.py's PNGs for the patches (while the demo starts)."""
-  return run_predict(tiny_workdir, patches, tmp_path_factory.mktemp("predicted"))
+def predicted(validated_workdir, patches, tmp_path_factory) -> pathlib.Path:
+  """predict.py's PNGs for the patches with the demo server's model (while the demo starts)."""
+  return run_predict(validated_workdir, patches, tmp_path_factory.mktemp("predicted"))
 
 
 @pytest.fixture(scope="module")
@@ -102,11 +119,28 @@ def browser(tmp_path):
 
 @requires_sen12
 def test_the_page_translates_as_predict_py_and_survives_bad_input(demo_server, predicted, patches, browser,
-                                                                  tmp_path):
+                                                                  validated_workdir, demo_root, tmp_path):
   process, url = demo_server
   chromium.wait_until_serving(url, process, WAIT_S)
   browser.get(url)
   first, second = sorted(patches.iterdir())
+  about = " ".join(chromium.wait(lambda: browser.find_elements("id", "about"), "the header", WAIT_S)[0].text.split())
+  metrics = [json.loads(line) for line in (validated_workdir / "metrics.jsonl").read_text().splitlines()]
+  val_psnr = next(record["val_psnr"] for record in metrics if "val_psnr" in record)
+  assert (f"The model: Pix2Pix generator at step 2 of 2; a U-Net of 3 levels on 32² tiles; trained on {demo_root} "
+          f"(synthetic demo data); validation PSNR {val_psnr:.2f} dB at step 2." in about)
+  assert ("A demonstration model: tiny (3 levels at 32²; the original's: 8 at 256²), trained on synthetic data. "
+          in about)
+  thumbnails = browser.find_elements("css selector", "#examples button img")
+  assert [image.get_attribute("alt") for image in thumbnails] == [first.name, second.name]
+  for image, patch in zip(thumbnails, (first, second), strict=True):  # the SAR, every 2nd pixel: 128² at most
+    assert np.array_equal(fetched_pixels(browser, image.get_attribute("src"))[..., 0],
+                          np.asarray(Image.open(patch))[::2, ::2])
+  assert not db_range_shown(browser)  # units uint8
+  for units in ("db", "linear", "uint8"):
+    chromium.choose_units(browser, units)
+    chromium.wait(lambda units=units: db_range_shown(browser) == (units != "uint8"), f"the dB range for {units}",
+                  WAIT_S)
   chromium.upload(browser, first)
   expected = predicted / first.name
   assert np.array_equal(chromium.shown_translation(browser, first.name, WAIT_S), np.asarray(Image.open(expected)))
@@ -123,12 +157,39 @@ def test_the_page_translates_as_predict_py_and_survives_bad_input(demo_server, p
   chromium.upload(browser, not_an_image)
   chromium.wait(lambda: "cannot decode image notes.png" in chromium.page_text(browser), "the error in the page",
                 WAIT_S)
+  time.sleep(1)  # time for a second message, were there one
+  assert [toast.text.splitlines()[-1] for toast in browser.find_elements("css selector", ".toast-body")] == [
+      "cannot decode image notes.png: cannot identify image file 'notes.png'"]
+  assert browser.find_element("id", "note").text == ""  # not the note of the previous upload
   chromium.upload(browser, second)
   shown = chromium.shown_translation(browser, second.name, WAIT_S)
   assert np.array_equal(shown, np.asarray(Image.open(predicted / second.name)))
-  chromium.pick_example(browser, first.name)  # --examples=the patches' folder
+  chromium.choose_units(browser, "db")
+  chromium.pick_example(browser, first.name)  # --examples=the patches' folder; sets units uint8
   assert np.array_equal(chromium.shown_translation(browser, first.name, WAIT_S), np.asarray(Image.open(expected)))
   assert chromium.requested_hosts(browser) == {url.split("/")[2]}  # nothing fetched from elsewhere
+  chromium.stop(process)
+  log = process.stdout.read()
+  assert f"serving the web demo on {url} (Ctrl-C stops it)" in log
+  refused = [line for line in log.splitlines() if "refused" in line]
+  assert len(refused) == 1, log[-3000:]
+  assert refused[0].endswith("] refused: cannot decode image notes.png: cannot identify image file 'notes.png'")
+  for noise in ("Traceback", "NotGeoreferencedWarning", "share=True", "HTTP Request"):
+    assert noise not in log, log[-3000:]
+
+
+def db_range_shown(browser) -> bool:
+  return any(element.is_displayed() for element in browser.find_elements("id", "db_range"))
+
+
+def fetched_pixels(browser, source: str) -> np.ndarray:
+  """The pixels of an image of the page, fetched by the page itself."""
+  encoded = browser.execute_async_script("""
+      const [source, done] = arguments;
+      fetch(source).then(r => r.arrayBuffer()).then(buffer => {
+        let text = ''; for (const byte of new Uint8Array(buffer)) text += String.fromCharCode(byte);
+        done(btoa(text)); });""", source)
+  return np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded))).convert("RGB"))
 
 
 def test_without_gradio_the_command_says_how_to_install_it(tmp_path):
@@ -174,11 +235,16 @@ def test_the_written_space_starts_and_answers(web_demo, tiny_workdir, tmp_path):
   app = space.write_space(tiny_workdir, tmp_path / "space")
   readme = (app.parent / "README.md").read_text()
   assert readme.startswith("---\n") and "sdk: gradio\n" in readme and "app_file: app.py\n" in readme
+  model = "**The model**: Pix2Pix generator at step 2 of 2; a U-Net of 3 levels on 32² tiles; trained on "
+  assert model in readme and "(synthetic demo data); no validation PSNR recorded." in readme
   assert any(line.startswith("jax") for line in (app.parent / "requirements.txt").read_text().splitlines())
   port = chromium.free_port()
   process = chromium.start([sys.executable, "app.py"], app.parent, GRADIO_SERVER_PORT=str(port))
   try:
     chromium.wait_until_serving(f"http://127.0.0.1:{port}/", process, WAIT_S)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=30) as response:
+      page = json.loads(response.read())  # the page's components, its header among them
+    assert any(model in str(component.get("props", {}).get("value")) for component in page["components"])
   finally:
     chromium.stop(process)
   with pytest.raises(Sar2OpticalError, match="not an empty folder"):
@@ -266,3 +332,16 @@ def test_max_pixels_is_checked_from_the_header_of_a_geotiff_and_a_png(web_demo, 
   Image.new("L", (1200, 1000)).save(image)
   with pytest.raises(Sar2OpticalError, match=r"image.png is 1200×1000 = 1,200,000 pixels"):
     web_demo.check_pixels(image, "1", 10**6)
+
+
+def test_an_exported_artifact_is_described_by_its_network_and_a_full_size_model_without_a_caveat(
+    web_demo, tiny_workdir, tmp_path):
+  artifact = stablehlo.export_workdir(tiny_workdir, tmp_path / "generator.jax", platforms=("cpu",))
+  about = web_demo.About.of(artifact, sar2optical.load(artifact))
+  assert about == web_demo.About(2, 32, 3)
+  assert about.markdown().startswith(
+      "**The model**: Pix2Pix generator at step 2; a U-Net of 3 levels on 32² tiles; its training data not recorded; "
+      "no validation PSNR recorded.\n\n**A demonstration model**: tiny (3 levels at 32²; the original's: 8 at 256²). ")
+  full = web_demo.About(87_500, 256, 8, 87_500, "/data/v_2", False, 21.5, 87_000)
+  assert full.markdown() == ("**The model**: Pix2Pix generator at step 87,500 of 87,500; a U-Net of 8 levels on "
+                             "256² tiles; trained on `/data/v_2`; validation PSNR 21.50 dB at step 87,000.")

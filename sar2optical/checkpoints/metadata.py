@@ -1,5 +1,10 @@
-"""What a checkpoint records beside its arrays: the config, the pixel mapping, the step and the versions that
-wrote it; `WORKDIR/config.json` for people."""
+"""What a checkpoint records beside its arrays: the config, the pixel mapping (values and ground pixel), the step
+and the versions that wrote it; `WORKDIR/config.json` for people.
+
+The pixel mapping is two records, read back by inference (`restore`, exported artifacts): `pixels`, the
+`PixelSpec` between uint8 and the model's range, and `pixel_scale`, the stored input pixels per model pixel
+that training fitted pairs at (`config.data.fit`): side / image_size when pairs were resized, 1 when cropped.
+"""
 
 import importlib.metadata
 from typing import Any
@@ -34,9 +39,16 @@ def format_versions(recorded: dict[str, str]) -> str:
   return ", ".join(f"{name} {version}" for name, version in recorded.items())
 
 
-def make_metadata(config: ml_collections.ConfigDict, pixels: PixelSpec, step: int) -> dict[str, Any]:
-  """The metadata item: step, config, pixel mapping and the versions() that write the checkpoint."""
-  return {"step": step, "config": config.to_dict(), "pixels": pixels.to_dict(), "versions": versions()}
+def make_metadata(config: ml_collections.ConfigDict, pixels: PixelSpec, step: int,
+                  pixel_scale: float = 1.0) -> dict[str, Any]:
+  """The metadata item: step, config, pixel mapping, pixel scale and the versions() that write the checkpoint."""
+  return {"step": step, "config": config.to_dict(), "pixels": pixels.to_dict(), "pixel_scale": pixel_scale,
+          "versions": versions()}
+
+
+def pixel_scale_of(metadata: dict[str, Any]) -> float:
+  """Stored input pixels per model pixel of the checkpoint's generator; 1 where none was recorded (older ones)."""
+  return float(metadata.get("pixel_scale", 1.0))
 
 
 def write_config(workdir: storage.Path, config: ml_collections.ConfigDict) -> None:

@@ -1,6 +1,5 @@
 """The `python -m sar2optical.commands.crossval` command (console script `sar2optical-crossval`)."""
 
-import pathlib
 import sys
 
 from absl import flags
@@ -8,6 +7,7 @@ from ml_collections import config_flags
 
 from sar2optical import configs
 from sar2optical.commands import cli
+from sar2optical.core import storage
 from sar2optical.evaluation import crossval as crossval_lib
 from sar2optical.evaluation import workflow
 
@@ -41,7 +41,7 @@ def main(argv: list[str]) -> None:
   result = crossval_lib.crossval(values.config, values.workdir, held_out=values.held_out,
                                  batch_size=values.batch_size, features=features)
   print(crossval_lib.format_summary(result))
-  print(f"-> {pathlib.Path(values.workdir) / crossval_lib.RESULT_FILE}")
+  print(f"-> {storage.as_path(values.workdir, 'the workdir') / crossval_lib.RESULT_FILE}")
 
 
 def run() -> None:

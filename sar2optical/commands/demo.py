@@ -5,10 +5,12 @@ r"""The web demo: a page in the browser that translates an uploaded SAR image wi
                                           # serves http://127.0.0.1:7860 until Ctrl-C
   python -m sar2optical.commands.demo --workdir=runs/pix2pix --write_space=space/   # a Hugging Face Space, then exits
 
-Upload a SAR PNG, JPEG or GeoTIFF (or pick an example from --examples), choose its units, and see the
-SAR and its translation side by side; download the PNG or the GeoTIFF (georeferenced like the input),
-the bytes predict.py writes. Uploads, images and waiting requests beyond the limits are refused with a
-message; the server goes on. Needs the optional extra: pip install 'sar2optical[demo]'.
+The page says what model it serves (step, network, training data, validation PSNR). Upload a SAR PNG,
+JPEG or GeoTIFF (or click an example's thumbnail from --examples), choose its units, and see the SAR and
+its translation side by side; download the PNG or the GeoTIFF (georeferenced like the input), the bytes
+predict.py writes. Uploads, images and waiting requests beyond the limits are refused with a message in
+the page and one line in the log; the server goes on. Needs the optional extra: pip install
+'sar2optical[demo]'.
 """
 
 from absl import flags
@@ -53,7 +55,8 @@ def main(argv: list[str]) -> None:
   examples = page.find_examples(values.examples) if values.examples else []
   translator = sar2optical.load(values.workdir, values.step)
   limits = {name: values[name].value for name in _LIMITS if values[name].value is not None}
-  page.serve(translator, host=values.host, port=values.port, examples=examples, limits=page.Limits(**limits))
+  page.serve(translator, host=values.host, port=values.port, examples=examples, limits=page.Limits(**limits),
+             about=page.About.of(values.workdir, translator))
 
 
 def run() -> None:

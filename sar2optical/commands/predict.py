@@ -30,7 +30,8 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A step directory WORKDIR/
                                   "artifact of sar2optical-export (instead of --workdir and --step).")
 _MODE = flags.DEFINE_enum("mode", "eval", ["eval", "train"], "eval: running BatchNorm statistics, no dropout "
                           "(default); train: batch statistics and dropout, as the pix2pix authors test.")
-_INPUT = flags.DEFINE_string("input", None, "An image, a folder (recursive) or a quoted glob.")
+_INPUT = flags.DEFINE_string("input", None, "An image, a folder (recursive), a quoted glob, or the https://, gs:// "
+                             "or s3:// URL of one raster.")
 _OUTPUT = flags.DEFINE_string("output", None, "Output folder.")
 _OUTPUT_FORMAT = flags.DEFINE_enum("output_format", "auto", tile_engine.OUTPUT_FORMAT_CHOICES,
                                    "auto: GeoTIFF for georeferenced inputs, PNG otherwise.")

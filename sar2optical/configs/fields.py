@@ -11,6 +11,7 @@ from sar2optical.model import losses, networks
 
 CHOICES = {
     "data.augment": ("none", "paper"),
+    "data.fit": ("resize", "crop"),
     "data.source": ("folder", "tfds"),
     "data.tfds_config": ("pixels", "png"),
     "model.upsampling": ("none", "nearest", "bilinear"),
@@ -27,8 +28,8 @@ NETWORK_FIELDS = ("model.in_channels", "model.levels", "model.upsampling", "mode
 POSITIVE_INTS = ("image_size", "batch_size", "num_train_steps", "log_every_steps", "checkpoint_every_steps",
                  "sample_every_steps", "keep_checkpoints", "model.levels", "model.disc_layers", "eval_batch_size")
 #: Fields that name a local file or folder (`storage.local_path`), and those that may name a gs:// one too.
-PATH_FIELDS = ("data.root", "data.split_file", "data.tfds_data_dir")
-CLOUD_PATH_FIELDS = ("init_from",)
+PATH_FIELDS = ("data.tfds_data_dir",)
+CLOUD_PATH_FIELDS = ("data.root", "data.split_file", "init_from")
 #: {field: what 0 means, for the message}
 NON_NEGATIVE_INTS = {"eval_every_steps": " (0: no validation)", "profile_steps": " (0: no trace)",
                      "profile_after_steps": ""}
@@ -55,6 +56,9 @@ def default_config() -> ml_collections.ConfigDict:
   config.data.source = "folder"  # folder (data.root) | tfds (a sen1_2 build: python -m sar2optical.commands.build_tfds)
   config.data.tfds_data_dir = ""  # where sen1_2 was built; empty: the TFDS default (~/tensorflow_datasets)
   config.data.tfds_config = "pixels"  # pixels (decoded uint8, fastest) | png
+  # how a pair becomes image_size²: resize (the original's; its pixel is side/image_size stored pixels) | crop (a
+  # random image_size window, the stored pixel); checkpoints record the pixel, and predict and eval use it
+  config.data.fit = "resize"
   config.data.augment = "none"  # none | paper (resize to 286/256 of the size, random crop, random left-right flip)
   config.data.vflip = False  # random top-bottom flips (valid for nadir imagery)
   config.data.rot90 = False  # random rotations by multiples of 90°

@@ -4,7 +4,9 @@ r"""A short CPU run at 64² with a 6-level U-Net: the README's quickstart, a few
   python train.py --config=configs/quickstart.py --workdir=runs/quickstart
 
 Defaults to the synthetic demo set (scores on it mean nothing); point it at real SEN1-2 with
-`--config.data.root=/path/to/v_2`.
+`--config.data.root=/path/to/v_2`. It trains on random 64² windows of the 256² pairs at their stored
+pixel (`data.fit="crop"`), so that predict.py, which tiles full-resolution scenes, shows the model what
+it learned, and eval scores the pairs translated as predict.py translates them.
 """
 
 import ml_collections
@@ -18,6 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 8
   config.num_train_steps = 200
   config.data.root = "demo_data"
+  config.data.fit = "crop"  # the stored pixel: resizing 256² pairs to 64² would learn a 4× coarser one
   config.data.workers = 0  # 64² pairs decode faster than worker processes start
   config.model.levels = 6
   config.log_every_steps = 25

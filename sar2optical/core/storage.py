@@ -61,6 +61,27 @@ def resolved(path: Path) -> Path:
   return path if is_remote(path) else pathlib.Path(path).resolve()
 
 
+def folder_entries(folder: Path) -> list[tuple[str, bool]]:
+  """(name, is a folder) of each entry of `folder`, sorted by name: one listing request for a bucket's folder
+  (asking each entry whether it is a folder would cost a request per file)."""
+  if not is_remote(folder):
+    with os.scandir(folder) as entries:
+      return sorted((entry.name, entry.is_dir()) for entry in entries)
+  import fsspec  # pylint: disable=g-import-not-at-top (gcsfs's filesystem; present with the gcs extra)
+  filesystem, prefix = fsspec.core.url_to_fs(os.fspath(folder))
+  found = filesystem.ls(prefix, detail=True)
+  return sorted((entry["name"].rstrip("/").rpartition("/")[2], entry["type"] == "directory") for entry in found
+                if entry["name"].rstrip("/") != prefix.rstrip("/"))
+
+
+def object_size(url: str) -> int:
+  """The size in bytes of the object at the gs:// `url` (the gcs extra); the client's errors as they come."""
+  import fsspec  # pylint: disable=g-import-not-at-top (gcsfs's filesystem; present with the gcs extra)
+  as_path(url, "the object")  # the extra's check, and the emulator's setting
+  filesystem, name = fsspec.core.url_to_fs(url)
+  return int(filesystem.size(name))
+
+
 def local_path(path: str | os.PathLike[str], what: str) -> pathlib.Path:
   """`path` with `~` expanded; ConfigError naming `what` when it is a URL: for the paths that must be local."""
   found = _URL.match(os.fspath(path))

@@ -10,13 +10,13 @@ set otherwise), before anything is decoded: a few kilobytes of PNG can declare g
 
 import io
 import os
-import pathlib
 import struct
 
 import cv2
 import numpy as np
 from PIL import Image
 
+from sar2optical.core import storage
 from sar2optical.core.errors import ConfigError, DataError
 
 #: The image files the toolkit reads, training pairs and predict's inputs alike (TIFFs through rasterio there).
@@ -37,13 +37,13 @@ def load_image(path: str | os.PathLike[str], mode: str, image_size: int | None) 
     image_size: resize (bilinear) to image_size x image_size when the size differs;
       None keeps the stored size.
   """
-  path = pathlib.Path(path)
+  path = storage.as_path(path, "the image")
   try:
     data = path.read_bytes()
   except FileNotFoundError:
     raise DataError(f"image file not found: {path}") from None
-  except OSError as error:
-    raise DataError(f"cannot read image {path}: {error}") from None
+  except Exception as error:  # OSError, or a bucket client's network and permission errors
+    raise DataError(f"cannot read image {path}: {storage.one_line(error)}") from None
   image = decode_image(data, mode, str(path))
   return image if image_size is None else resize(image, image_size)
 

@@ -19,10 +19,10 @@ SEN1-2 names (`ROIs1970_fall_s1_13_p265` → `ROIs1970_fall_13`) or from a user'
 
 import dataclasses
 import os
-import pathlib
 import re
 from collections.abc import Sequence
 
+from sar2optical.core import storage
 from sar2optical.core.errors import ConfigError, DataError
 from sar2optical.data.images import IMAGE_SUFFIXES
 
@@ -124,11 +124,11 @@ class PairFolders:
   `tags`: what a SAR name's twin has instead, ("_s1_", "_s2_"), or ("", "") for the same name.
   `where`: the folder to name when they hold no image (the class folder, or the scene folder).
   """
-  sar: pathlib.Path
-  optical: pathlib.Path
+  sar: storage.Path
+  optical: storage.Path
   label: str
   tags: tuple[str, str]
-  where: pathlib.Path
+  where: storage.Path
 
   def twin(self, sar_name: str) -> str:
     return sar_name.replace(*self.tags, 1) if self.tags[0] else sar_name
@@ -150,28 +150,26 @@ class FolderIndex:
     layouts: the layouts found, each with the first folder of it.
   """
   pairs: list[Pair]
-  sar_without_optical: list[tuple[pathlib.Path, pathlib.Path]]
-  optical_without_sar: list[tuple[pathlib.Path, pathlib.Path]]
+  sar_without_optical: list[tuple[storage.Path, storage.Path]]
+  optical_without_sar: list[tuple[storage.Path, storage.Path]]
   empty_folders: list[PairFolders]
-  lone_folders: list[tuple[pathlib.Path, pathlib.Path]]
-  layouts: dict[str, pathlib.Path]
+  lone_folders: list[tuple[storage.Path, storage.Path]]
+  layouts: dict[str, storage.Path]
 
 
-def _subfolders(folder: pathlib.Path) -> list[str]:
-  with os.scandir(folder) as entries:
-    return sorted(entry.name for entry in entries if entry.is_dir())
+def _subfolders(folder: storage.Path) -> list[str]:
+  return [name for name, is_folder in storage.folder_entries(folder) if is_folder]
 
 
-def _image_names(folder: pathlib.Path) -> list[str]:
+def _image_names(folder: storage.Path) -> list[str]:
   """The names of the image files in `folder` (none if it is missing), sorted."""
   if not folder.is_dir():
     return []
-  with os.scandir(folder) as entries:
-    return sorted(entry.name for entry in entries
-                  if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file())
+  return [name for name, is_folder in storage.folder_entries(folder)
+          if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and not is_folder]
 
 
-def _scene_folders(season: pathlib.Path, names: set[str], index: FolderIndex) -> list[PairFolders]:
+def _scene_folders(season: storage.Path, names: set[str], index: FolderIndex) -> list[PairFolders]:
   """The s1_<n>/s2_<n> folder pairs among `names`, a season folder's subfolders; lone and empty ones go to `index`."""
   label = _SEASON_FOLDER.fullmatch(season.name)["season"]
   numbers = sorted({match["number"] for match in map(_SCENE_FOLDER.fullmatch, names) if match}, key=int)
@@ -187,7 +185,7 @@ def _scene_folders(season: pathlib.Path, names: set[str], index: FolderIndex) ->
   return found
 
 
-def _pair_folders(root: pathlib.Path, index: FolderIndex) -> list[PairFolders]:
+def _pair_folders(root: storage.Path, index: FolderIndex) -> list[PairFolders]:
   """Every folder pair under `root`: the root's and its subfolders' s1/s2 or A/B folders, and scene folders."""
   found = []
   for folder in [root] + [root / name for name in _subfolders(root)]:
@@ -205,7 +203,7 @@ def _pair_folders(root: pathlib.Path, index: FolderIndex) -> list[PairFolders]:
   return found
 
 
-def _pair_up(root: pathlib.Path, folders: PairFolders, scene_pattern: re.Pattern[str] | None,
+def _pair_up(root: storage.Path, folders: PairFolders, scene_pattern: re.Pattern[str] | None,
              index: FolderIndex) -> None:
   """Adds the pairs of `folders` to `index`, and its images without a twin."""
   sar_names = _image_names(folders.sar)
@@ -232,7 +230,7 @@ def index_folder(root: str | os.PathLike[str], scene_pattern: str = "") -> Folde
 
   `scene_pattern`: a regex with a `scene` group searched in SAR file names; empty: SEN1-2 names.
   """
-  root = pathlib.Path(root)
+  root = storage.as_path(root, "the data root")
   if not root.exists():
     raise DataError(f"data root not found: {root}")
   if not root.is_dir():

@@ -5,6 +5,9 @@ decoded, fitted and augmented with a random generator seeded by (seed, i), so it
 whatever the number of worker processes or JAX processes. Global batch t is examples
 [t*B, (t+1)*B); process p of P gets the p-th contiguous B/P of them, so the global batch is the
 same for any P. Pixels stay uint8 here; scaling to [-1, 1] happens on the device.
+
+The training pairs' ground pixel relative to the model's is `TrainIterator.pixel_scale` (stored pixels
+per model pixel), which checkpoints record so that predict and eval use the model at that pixel.
 """
 
 import dataclasses
@@ -54,12 +57,20 @@ class _Decode(grain.transforms.Map):
 
 @dataclasses.dataclass(frozen=True)
 class _Fit(grain.transforms.RandomMap):
-  """Fits (and augments) a decoded pair to image_size and repeats the SAR band to in_channels."""
+  """Fits (and augments) a decoded pair to image_size and repeats the SAR band to in_channels.
+
+  `side`: the stored side every pair must have (resize-fit training: one pixel scale); None: any.
+  """
   image_size: int
   in_channels: int
   augmentation: Augmentation
+  side: int | None = None
 
   def random_map(self, element: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    side = element["sar"].shape[0]
+    if self.side is not None and side != self.side:
+      raise DataError(f"config.data.fit=resize: training pairs of {side}x{side} and {self.side}x{self.side} would "
+                      "train on two ground resolutions; make them one size, or set config.data.fit=crop")
     fitted = fit_pair(element, self.image_size, self.augmentation, rng)
     fitted["sar"] = repeat_band(fitted["sar"], self.in_channels)
     return fitted
@@ -98,13 +109,15 @@ class TrainIterator(grain.DatasetIterator):
 
   Its state is grain's state of the pipeline plus the global batch the pipeline started at
   (0, or a step set with `restart_at`). `layout` names what a saved state depends on beyond
-  the config (process count, workers): restore a state only where it is equal.
+  the config (process count, workers): restore a state only where it is equal. `pixel_scale`: stored
+  pixels per pixel of the batches (side / image_size when pairs are resized, 1 when cropped).
   """
 
   def __init__(self, make_pipeline: Callable[[int], grain.IterDataset], layout: dict[str, Any],
-               bad_rows: _DropBadRows | None):
+               bad_rows: _DropBadRows | None, pixel_scale: float):
     super().__init__()
     self.layout = layout
+    self.pixel_scale = pixel_scale
     self._make_pipeline = make_pipeline
     self._bad_rows = bad_rows
     self._start_batch = 0
@@ -168,7 +181,8 @@ def train_iterator(
 
   Returns:
     A `TrainIterator` of {"sar": uint8 (b, S, S, in_channels), "optical": uint8 (b, S, S, 3)}
-    with b = global_batch_size // process_count.
+    with b = global_batch_size // process_count. Its `pixel_scale` is measured on the first pair that
+    decodes; resized pairs of another side raise DataError when read, cropped ones smaller than S too.
   """
   if not len(source):
     raise DataError(f"no training pairs in {source.description}: the train split is empty")
@@ -179,9 +193,14 @@ def train_iterator(
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index {process_index} not in [0, {process_count})")
   local_batch_size = global_batch_size // process_count
+  side = _stored_side(source, skip_bad)
+  if augmentation.crop and side < image_size:
+    raise DataError(f"config.data.fit=crop: the training pairs of {source.description} are {side}x{side}, smaller "
+                    f"than config.image_size={image_size}: set config.data.fit=resize or a smaller image_size")
   examples = grain.MapDataset.source(source).shuffle(seed=seed).repeat(None)
   examples = examples.map(_Decode(source, skip_bad))
-  examples = examples.random_map(_Fit(image_size, in_channels, augmentation), seed=seed)
+  fit = _Fit(image_size, in_channels, augmentation, None if augmentation.crop else side)
+  examples = examples.random_map(fit, seed=seed)
   batch_fn = _StackMarkingBad(image_size, in_channels) if skip_bad else None
   local_batches = examples.batch(local_batch_size, batch_fn=batch_fn)[process_index::process_count]
   bad_rows = _DropBadRows() if skip_bad else None
@@ -200,12 +219,27 @@ def train_iterator(
     return pipeline
 
   layout = {"process_count": process_count, "workers": workers, "skip_bad": skip_bad}
-  return TrainIterator(make_pipeline, layout, bad_rows)
+  return TrainIterator(make_pipeline, layout, bad_rows, 1.0 if augmentation.crop else side / image_size)
 
 
-def first_pairs(source: PairSource, count: int, *, image_size: int, in_channels: int) -> dict[str, np.ndarray]:
-  """The first `count` pairs of `source` (fewer if it is smaller), fitted without augmentation, stacked."""
-  fit = _Fit(image_size, in_channels, Augmentation())
+def _stored_side(source: PairSource, skip_bad: bool) -> int:
+  """The side of the first pair of `source` that decodes (with `skip_bad`, bad ones are passed over)."""
+  for index in range(len(source)):
+    try:
+      return source.decode(source[index])["sar"].shape[0]
+    except DataError:
+      if not skip_bad:
+        raise
+  raise DataError(f"no training pair of {source.description} can be decoded")
+
+
+def first_pairs(source: PairSource, count: int, *, image_size: int, in_channels: int,
+                crop: bool = False) -> dict[str, np.ndarray]:
+  """The first `count` pairs of `source` (fewer if it is smaller), fitted without augmentation, stacked.
+
+  `crop`: a seeded image_size window of each at its stored resolution (a crop-fit model's pixel), not resized.
+  """
+  fit = _Fit(image_size, in_channels, Augmentation(crop=crop))
   examples = [fit.random_map(source.decode(source[index]), np.random.default_rng(0))
               for index in range(min(count, len(source)))]
   return {key: np.stack([example[key] for example in examples]) for key in ("sar", "optical")}
@@ -213,22 +247,27 @@ def first_pairs(source: PairSource, count: int, *, image_size: int, in_channels:
 
 @dataclasses.dataclass(frozen=True)
 class _LoadEvalExample(grain.transforms.Map):
-  """(index, valid) → the record of `source` at index, fitted without augmentation, with "index" and "valid"."""
+  """(index, valid) → the record of `source` at index, fitted without augmentation (None: at its stored size),
+  with "index" and "valid"."""
   source: PairSource
-  image_size: int
+  image_size: int | None
   in_channels: int
 
   def map(self, element: tuple[int, bool]) -> dict[str, np.ndarray]:
     index, valid = element
-    fitted = _Fit(self.image_size, self.in_channels, Augmentation()).random_map(
-        self.source.decode(self.source[index]), np.random.default_rng(0))
+    pair = self.source.decode(self.source[index])
+    if self.image_size is None:
+      fitted = {**pair, "sar": repeat_band(pair["sar"], self.in_channels)}
+    else:
+      fitted = _Fit(self.image_size, self.in_channels, Augmentation()).random_map(pair, np.random.default_rng(0))
     return {**fitted, "valid": np.asarray(valid), "index": np.asarray(index)}
 
 
-def eval_batches(source: PairSource, *, image_size: int, in_channels: int,
+def eval_batches(source: PairSource, *, image_size: int | None, in_channels: int,
                  batch_size: int) -> Iterator[dict[str, np.ndarray]]:
   """Batches of every record of `source` exactly once, in order, never augmented.
 
+  `image_size` None keeps each pair's stored size (batches of more than one then need pairs of one size).
   The last batch is padded to `batch_size` by repeating the last record with valid=False, so
   every batch has the same shape. Each batch is {"sar", "optical", "valid": bool (b,),
   "index": int (b,)}, "index" being the record's position in `source`.

@@ -11,8 +11,10 @@ A writing resolve (`record=True`: training, convert) writes that file from proce
 (eval) takes the workdir's file as the split the run trained with and writes nothing.
 """
 
+import collections
 import dataclasses
 import pathlib
+import posixpath
 from collections.abc import Callable
 
 import jax
@@ -79,7 +81,8 @@ def _folder(data: ml_collections.ConfigDict, workdir: pathlib.Path, seed: int, r
   """The pairs under `data.root`, split as the module docstring says."""
   if not data.root:
     raise ConfigError("config.data.root: not set; point it at a SEN1-2 folder (or pass --data_root)")
-  root = pathlib.Path(data.root).expanduser().resolve()
+  root = storage.resolved(storage.as_path(data.root, "config.data.root"))
+  logging.info("Listing the pairs under %s…", root)
   all_pairs = pairs_lib.find_pairs(root, data.get("scene_pattern", ""),
                                    pairs_lib.parse_seasons(data.get("seasons", ""), "config.data.seasons"))
   recorded = workdir / SPLIT_FILE
@@ -100,6 +103,21 @@ def _folder(data: ml_collections.ConfigDict, workdir: pathlib.Path, seed: int, r
     return sources.FolderSource(root, splits.select(all_pairs, split, name))
 
   return RunData(split, f"{len(all_pairs)} pairs in {root}", open_split)
+
+
+def composition(source: sources.PairSource) -> str:
+  """What a split holds, for the log: "agri 22, urban 22 (4 scenes)"; with a warning when that is one class or
+  one scene only (a model scored on it, or validated on it, sees one kind of ground)."""
+  names_and_labels = [source.name_and_label(index) for index in range(len(source))]
+  classes = collections.Counter(label or "(no class)" for _, label in names_and_labels)
+  scenes = {pairs_lib.scene_of(posixpath.basename(name)) for name, _ in names_and_labels} - {None}
+  text = ", ".join(f"{label} {count}" for label, count in sorted(classes.items()))
+  text += f" ({len(scenes)} scene{'s' * (len(scenes) != 1)})" if scenes else ""
+  alone = [kind for kind, count in (("class", len(classes.keys() - {"(no class)"})), ("scene", len(scenes)))
+           if count == 1]
+  if alone and len(names_and_labels) > 1:
+    text += f": one {' and one '.join(alone)} only, so scores on it speak for that ground alone"
+  return text
 
 
 def in_name_order(source: sources.PairSource) -> sources.PairSource:

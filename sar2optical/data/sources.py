@@ -7,12 +7,12 @@ size, raising DataError that names the record's file when it cannot.
 
 import dataclasses
 import os
-import pathlib
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
+from sar2optical.core import storage
 from sar2optical.core.errors import DataError
 from sar2optical.data import images
 from sar2optical.data.pairs import Pair
@@ -48,7 +48,7 @@ class FolderSource:
   """
 
   def __init__(self, root: str | os.PathLike[str], pairs: Sequence[Pair]):
-    self.root = pathlib.Path(root)
+    self.root = storage.as_path(root, "the data root")
     self._s1 = np.array([pair.s1.encode() for pair in pairs], dtype=np.bytes_)
     self._s2 = np.array([pair.s2.encode() for pair in pairs], dtype=np.bytes_)
     self._labels, self._label_codes = np.unique([pair.label for pair in pairs], return_inverse=True)

@@ -2,7 +2,8 @@
 floors, written as JSON, CSV, PNG and TensorBoard scalars.
 
 The pairs are scored in the order of their s1 paths (`resolve.in_name_order`), so the numbers do
-not depend on the order a source stores them in.
+not depend on the order a source stores them in, and at the pixel the model learned (`scoring`): a
+crop-fit model's pairs at their stored resolution, translated by predict.py's code path (`tile_engine`).
 """
 
 import csv
@@ -24,6 +25,7 @@ from sar2optical.checkpoints import manager
 from sar2optical.core import storage
 from sar2optical.core.errors import CheckpointDeleted, CheckpointError, ConfigError, DataError
 from sar2optical.data import resolve, sources
+from sar2optical.inference import tile_engine
 from sar2optical.inference.restore import Mode, TrainedGenerator, load_generator
 from sar2optical.metrics import distortion, feature_collector, feature_weights
 from sar2optical.metrics.scoring import Evaluator, Scores
@@ -113,7 +115,7 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
   networks = feature_networks(features) if features.fid or features.lpips else None
   workdir = storage.as_path(workdir, "the workdir")
   if data_root:
-    storage.local_path(data_root, "--data_root")
+    storage.as_path(data_root, "--data_root")
   checkpoints = manager.Checkpoints(workdir, create=False)
   available = checkpoints.all_steps()
   checkpoints.close()
@@ -135,8 +137,10 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
                                         "seasons": generator.config.data.get("seasons", "") if seasons is None
                                         else seasons})
       run_data = resolve.resolve(data, workdir, seed=generator.config.seed, record=False)
+      if data_source == "folder" and step == requested[0]:  # a TFDS record is read whole to name its class
+        logging.info("Split %s: %s", split, resolve.composition(run_data.source(split)))
       directory = output_root / f"step_{generator.step}"
-      scored_root = pathlib.Path(data.root) if data_source == "folder" else None
+      scored_root = storage.as_path(data.root, "--data_root") if data_source == "folder" else None
       result, scores, names, labels = evaluate_step(generator, workdir, run_data, split, evaluator=evaluator,
                                                     grid_pairs=grid_pairs, networks=networks,
                                                     images_dir=directory / "images" if save_images else None,
@@ -168,21 +172,26 @@ def load_unless_deleted(workdir: pathlib.Path, step: int | str, mode: Mode) -> T
 
 
 def evaluator_for(generator: TrainedGenerator, batch_size: int, previous: Evaluator | None) -> Evaluator:
-  """`previous` when it scores the same network, pixel mapping and mode as `generator` needs, else a new one:
-  eval --steps=all compiles once, not once a step (bench/soak.py: 6.8 → 0.43 s, +0.43 → +0.13 MB RSS a step)."""
+  """`previous` when it scores the same network, pixel mapping, fit and mode as `generator` needs, else a new one:
+  eval --steps=all compiles once, not once a step (bench/soak.py: 6.8 → 0.43 s, +0.43 → +0.13 MB RSS a step).
+
+  A crop-fit model is scored as predict.py translates (`tile_engine.TiledTranslation`, `batch_size` tiles a call).
+  """
+  tiled = tile_engine.scoring_translation(generator, batch_size)
   wanted = (generator.network, generator.pixels, generator.image_size, generator.in_channels,
-            batch_size, generator.mode, generator.config.seed)
+            batch_size, generator.mode, generator.config.seed, tiled is not None)
   if previous is not None and wanted == (previous.network, previous.pixels, previous.image_size,
-                                         previous.in_channels, previous.batch_size, previous.mode, previous.seed):
+                                         previous.in_channels, previous.batch_size, previous.mode, previous.seed,
+                                         previous.tiled is not None):
     return previous
   return Evaluator(generator.network, generator.pixels, image_size=generator.image_size, in_channels=generator.in_channels,
-                   batch_size=batch_size, mode=generator.mode, seed=generator.config.seed)
+                   batch_size=batch_size, mode=generator.mode, seed=generator.config.seed, tiled=tiled)
 
 
 def evaluate_step(generator: TrainedGenerator, workdir: pathlib.Path, run_data: resolve.RunData, split: str, *,
                   evaluator: Evaluator, grid_pairs: int, networks: FeatureNetworks | None = None,
                   images_dir: pathlib.Path | None = None,
-                  data_root: pathlib.Path | None = None) -> tuple[dict, Scores, list[str], list[str]]:
+                  data_root: storage.Path | None = None) -> tuple[dict, Scores, list[str], list[str]]:
   """metrics.json's content, the per-image scores, and the pairs' s1 paths and classes, for one generator.
 
   With `networks`, LPIPS joins the per-image metrics (model and floors) and FID/KID entries join the
@@ -255,7 +264,7 @@ def image_saver(images_dir: pathlib.Path, names: Sequence[str]):
   return save
 
 
-def write_target_list(path: pathlib.Path, source: sources.PairSource, data_root: pathlib.Path | None) -> None:
+def write_target_list(path: pathlib.Path, source: sources.PairSource, data_root: storage.Path | None) -> None:
   """The scored targets' files, one per line in scoring order; a TFDS build has no files: its records' names."""
   lines = [str(data_root / source[i].s2) if data_root else f"tfds record of {source.name_and_label(i)[0]}"
            for i in range(len(source))]
@@ -318,4 +327,22 @@ def format_table(result: dict) -> str:
   warnings = sorted({w for entry in (result["overall"], *result["per_class"].values()) for m in per_set
                      for w in entry.get(m, {}).get("warnings", [])})
   rows += [f"warning: {w}" for w in warnings]
+  rows += [f"remark: {remark}" for remark in under_floors(result)]
   return "\n".join(rows)
+
+
+def under_floors(result: dict) -> list[str]:
+  """A line for each floor whose overall PSNR or SSIM the model's does not beat: it translates no better than that
+  constant or unrelated image."""
+  remarks = []
+  for name, floor in result["floors"].items():
+    lower = [metric.upper() for metric in ("psnr", "ssim")
+             if metric in floor["overall"] and result["overall"][metric]["mean"] <= floor["overall"][metric]["mean"]]
+    if lower:
+      remarks.append(f"the model scores under the {name} floor on {' and '.join(lower)}: on these pairs it does no "
+                     f"better than {_FLOOR_MEANING[name]}")
+  return remarks
+
+
+_FLOOR_MEANING = {"mean_colour": "painting every pixel the mean training colour",
+                  "other_target": "showing another pair's optical image"}

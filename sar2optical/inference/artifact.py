@@ -23,7 +23,7 @@ LOADER = importlib.resources.files(__package__) / "load_exported.py"
 class ExportedGenerator:
   """An artifact as a tile generator (`tile_engine.TileGenerator`): its uint8 output mapped back to the model's
   range, so predict's blending gives the artifact's pixels wherever tiles do not overlap, and within one level
-  of the checkpoint's where they do."""
+  of the checkpoint's where they do. Its sidecar's `pixel_scale` (input pixels per model pixel) sizes the tiles."""
 
   def __init__(self, path: str | pathlib.Path):
     try:
@@ -31,6 +31,7 @@ class ExportedGenerator:
       if self._artifact.spec.get("format") != FORMAT:
         raise ValueError(f"its sidecar's format is {self._artifact.spec.get('format')!r}, not {FORMAT!r}")
       self.pixels = PixelSpec.from_dict(self._artifact.spec["pixels"])
+      self.pixel_scale = float(self._artifact.spec.get("pixel_scale", 1.0))  # absent: exported before it was recorded
     except (OSError, ValueError, KeyError, TypeError, CheckpointError) as error:
       raise CheckpointError(f"{path} is not an artifact that this version's export reads (F with F.json beside "
                             f"it, written by `sar2optical-export`): {error}") from None

@@ -11,6 +11,7 @@ over numpy arrays, so that an array in memory is translated exactly as a file.
 import abc
 import contextlib
 import dataclasses
+import importlib.util
 import os
 import pathlib
 import urllib.parse
@@ -44,12 +45,23 @@ _IO_ERRORS = (rasterio.errors.RasterioError, OSError)
 # A TIFF declaring more bytes of pixels than this many times its file size has a damaged or hostile header:
 # deflate stops near 1000:1, and SAR scenes compress a few times at most. Reading it would take forever.
 MAX_TIFF_EXPANSION = 10_000
-# URLs of rasters that GDAL reads in windows through its virtual file system /vsicurl/ (range requests).
-REMOTE_SCHEMES = ("https", "http")
+# URLs of rasters that GDAL reads in windows (range requests) through its virtual file systems: /vsicurl/ for
+# https and http, /vsigs/ for gs (GDAL's GS_* credentials), /vsis3/ for s3 (its AWS_* ones). rasterio maps them.
+REMOTE_SCHEMES = ("https", "http", "gs", "s3")
 
 
 def _remote_size(url: str) -> int | None:
-  """The Content-Length of `url` (one HEAD request); None when the server does not give it."""
+  """The size of the object at `url`: Content-Length from one HEAD request, a gs:// object's size through gcsfs
+  (when the gcs extra is there); None when it cannot be known that way (an s3:// object, a server that does not
+  say)."""
+  scheme = url.partition("://")[0]
+  if scheme == "gs" and importlib.util.find_spec("gcsfs") is not None:
+    try:
+      return storage.object_size(url)
+    except Exception as error:  # gcsfs's network, permission and not-found errors
+      raise DataError(f"cannot open raster {url}: {storage.one_line(error)}") from None
+  if scheme not in ("https", "http"):
+    return None
   try:
     with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=60) as response:
       length = response.headers.get("Content-Length", "")
@@ -213,8 +225,8 @@ def remote_raster(url: str, what: str) -> str:
   otherwise."""
   scheme = url.partition("://")[0]
   if scheme not in REMOTE_SCHEMES:
-    raise ConfigError(f"{what} {url}: {scheme}:// rasters are not read here; use an https:// URL (a bucket's "
-                      "objects have one) or a local path")
+    raise ConfigError(f"{what} {url}: {scheme}:// rasters are not read here; use a local path or a "
+                      f"{', '.join(scheme + '://' for scheme in REMOTE_SCHEMES)} URL")
   if not remote_name(url):
     raise ConfigError(f"{what} {url}: name one raster (a URL is read as one file, not as a folder)")
   return url

@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 
 from sar2optical.checkpoints import manager
-from sar2optical.checkpoints.metadata import config_from_metadata
+from sar2optical.checkpoints.metadata import config_from_metadata, pixel_scale_of
 from sar2optical.model import generator as generator_lib
 from sar2optical.model.generator import Mode
 from sar2optical.model.pixels import PixelSpec
@@ -28,6 +28,7 @@ class TrainedGenerator:
 
   `g_params` and `g_stats` are the EMA of G's when the run kept one (`model.ema_decay` > 0). Train mode
   uses a fixed dropout key (the config's seed), so its results are reproducible for a given batch.
+  `pixel_scale`: input pixels per model pixel that it learned (`checkpoints.metadata`); tiles are resampled by it.
   """
   config: ml_collections.ConfigDict
   pixels: PixelSpec
@@ -36,6 +37,7 @@ class TrainedGenerator:
   g_params: Any
   g_stats: Any
   mode: Mode = "eval"
+  pixel_scale: float = 1.0
 
   @functools.cached_property
   def _forward(self) -> generator_lib.Forward:
@@ -55,9 +57,10 @@ class TrainedGenerator:
     return self.config.model.in_channels
 
   def describe(self) -> dict[str, Any]:
-    """What an exported artifact's sidecar says of its generator: step, size, channels, pixels, mode, model."""
+    """What an exported artifact's sidecar says of its generator: step, size, channels, pixels, scale, mode, model."""
     return {"step": self.step, "image_size": self.image_size, "in_channels": self.in_channels,
-            "pixels": self.pixels.to_dict(), "mode": self.mode, "model": self.config.model.to_dict()}
+            "pixels": self.pixels.to_dict(), "pixel_scale": self.pixel_scale, "mode": self.mode,
+            "model": self.config.model.to_dict()}
 
 
 def abstract_variables(network: nn.Module, image_size: int, in_channels: int) -> dict[str, Any]:
@@ -72,7 +75,7 @@ def abstract_variables(network: nn.Module, image_size: int, in_channels: int) ->
 
 
 def load_generator(workdir: str | pathlib.Path, step: str | int = "latest", mode: Mode = "eval") -> TrainedGenerator:
-  """Restores the generator of `step` ('latest', 'best' or a number) with its config and pixel mapping.
+  """Restores the generator of `step` ('latest', 'best' or a number) with its config, pixel mapping and scale.
 
   Its variables are the EMA of G when the run kept one (its config's `model.ema_decay` > 0, saved in the
   checkpoint's metadata), else G's own; nothing else of the training state is read.
@@ -92,4 +95,5 @@ def load_generator(workdir: str | pathlib.Path, step: str | int = "latest", mode
       restored = {"params": restored["g_params"], "batch_stats": restored["g_stats"]}
   finally:
     checkpoints.close()
-  return TrainedGenerator(config, pixels, step, network, restored["params"], restored["batch_stats"], mode)
+  return TrainedGenerator(config, pixels, step, network, restored["params"], restored["batch_stats"], mode,
+                          pixel_scale_of(metadata))

@@ -1,6 +1,11 @@
 """Translation of SAR images of any size (arrays, files, folders, globs; PNG, JPEG, TIFF, GeoTIFF) in tiles.
 
-Each input is cut into overlapping tiles of the model's size (`tiling`), read a row of tiles at a
+Each input is cut into overlapping tiles (`tiling`) of the ground the model's input covers in training:
+image_size × pixel_scale input pixels, pixel_scale being the stored pixels per model pixel that the
+checkpoint records (`checkpoints.metadata`; 1 for a crop-fit model, side/image_size for one trained on
+resized pairs). A tile of another size than the model's is resampled to it (Pillow's bilinear, as
+training resized its pairs) and the generator's output back to the tile's size (OpenCV's bilinear) before
+blending, so the model always sees the ground resolution it learned. Rows of tiles are read one at a
 time (`raster`), brought to the SEN1-2 8-bit convention (`pixels.SarScaling`) and translated in
 batches that run across rows and files; finished rows are blended and written straight away, so
 memory does not grow with the scene. Reading, translating, blending and writing overlap in
@@ -21,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
 from absl import logging
 from tqdm import tqdm
@@ -29,6 +35,7 @@ from sar2optical.core import storage
 from sar2optical.core.errors import DataError, Sar2OpticalError
 from sar2optical.data import images
 from sar2optical.inference import raster, tiling
+from sar2optical.inference.restore import TrainedGenerator
 from sar2optical.model.pixels import PixelSpec, SarScaling
 
 OUTPUT_FORMAT_CHOICES = ("auto", *raster.OUTPUT_FORMATS)
@@ -62,6 +69,7 @@ class TileGenerator(Protocol):
   """What translates tiles: a checkpoint's generator (`TrainedGenerator`) or an exported artifact."""
   pixels: PixelSpec
   step: int
+  pixel_scale: float  # input pixels per model pixel that it learned
 
   @property
   def image_size(self) -> int: ...
@@ -96,6 +104,11 @@ class Summary:
   def __str__(self) -> str:
     text = f"translated {self.translated}, skipped {self.skipped}, failed {self.failed}"
     return text + (f", not started {self.not_started} (the disk is full)" if self.disk_full else "")
+
+
+def tile_side(generator: TileGenerator) -> int:
+  """The input pixels a tile spans: the generator's image_size at its pixel scale."""
+  return round(generator.image_size * generator.pixel_scale)
 
 
 def find_inputs(spec: str) -> list[tuple[str | pathlib.Path, pathlib.Path]]:
@@ -191,8 +204,9 @@ class _Job:
   """One input being translated, its work split over three threads.
 
   The reading thread reads, scales and cuts the input (`tile_rows`) and alone touches the reader;
-  the blending thread blends translated tiles into finished rows (`blend`); the writing thread
-  alone touches the writer (`write`, `fail`). `failed`, set by the writing thread, stops the other two.
+  the blending thread blends translated tiles, resampled to the grid's tile, into finished rows (`blend`);
+  the writing thread alone touches the writer (`write`, `fail`). `failed`, set by the writing thread, stops
+  the other two.
   """
 
   def __init__(self, task: _Task, options: Options, generator: TileGenerator):
@@ -210,8 +224,8 @@ class _Job:
       raise
 
   def tile_rows(self) -> Iterator[list[np.ndarray | None]]:
-    """Each row of tiles: uint8 SAR (tile, tile, in_channels), None for a tile without valid pixels."""
-    grid, channels = self.task.grid, self._generator.in_channels
+    """Each row of tiles: uint8 SAR (S, S, in_channels) at the model's size S, None for a tile without valid pixels."""
+    grid, channels, size = self.task.grid, self._generator.in_channels, self._generator.image_size
     try:
       for row in range(len(grid.row_origins)):
         if self.failed:
@@ -222,13 +236,16 @@ class _Job:
         valid &= backscatter_valid
         start, end = grid.released_rows(row)
         self._valid_rows.append(valid[start - first:end - first])
-        yield [images.repeat_band(tile[..., None], channels) if with_data else None
+        yield [images.repeat_band(images.resize(tile[..., None], size), channels) if with_data else None
                for tile, with_data in zip(grid.tile_row(row, pixels), grid.tiles_with_data(row, valid))]
     finally:
       self._reader.close()
 
   def blend(self, translated: np.ndarray | None) -> tuple[int, np.ndarray, np.ndarray] | None:
     """Blends the next translated tile; the rows it completes as (first row, uint8 RGB, valid), or None."""
+    tile = self.task.grid.tile
+    if translated is not None and translated.shape[0] != tile:
+      translated = cv2.resize(np.asarray(translated, np.float32), (tile, tile), interpolation=cv2.INTER_LINEAR)
     released = self._blender.add(translated)
     if released is None:
       return None
@@ -385,7 +402,7 @@ def translate_files(generator: TileGenerator, inputs: Sequence[tuple[str | pathl
   """
   summary = Summary()
   with raster.io_environment():
-    tasks = _plan(inputs, output_dir, options, generator.image_size, summary)
+    tasks = _plan(inputs, output_dir, options, tile_side(generator), summary)
     disk_full = _run(generator, tasks, options, summary, f"{len(tasks)} images")
   if disk_full:
     summary.disk_full = (f"the disk of {output_dir} is full ({storage.megabytes(shutil.disk_usage(output_dir).free)} "
@@ -395,29 +412,56 @@ def translate_files(generator: TileGenerator, inputs: Sequence[tuple[str | pathl
   return summary
 
 
-def translate_array(generator: TileGenerator, sar: np.ndarray, options: Options = Options()) -> np.ndarray:
+def translate_array(generator: TileGenerator, sar: np.ndarray, options: Options = Options(), *,
+                    progress: bool = True) -> np.ndarray:
   """uint8 RGB (H, W, 3) for a SAR array (H, W) or (H, W, C) of any size, exactly as a file of it is translated.
 
   (H, W, 3 or 4) uint8 arrays are made grey as PNG/JPEG files are (Pillow's "L"); other (H, W, C)
   arrays give band `options.band` (1-based), as TIFF files do. Pixels that are not valid
   backscatter (`options.sar`) are 0. Raises DataError for values that do not fit the SAR units.
+  `progress`: the progress bar on stderr.
   """
   reader = raster.ArrayReader(sar, options.band)
   _check_values(reader, options.sar)
-  grid = tiling.TileGrid.with_overlap_fraction(reader.height, reader.width, generator.image_size, options.overlap)
+  grid = tiling.TileGrid.with_overlap_fraction(reader.height, reader.width, tile_side(generator), options.overlap)
   sink = raster.ArraySink(reader.height, reader.width)
   summary = Summary()
-  _run(generator, [_Task(lambda: reader, lambda _: sink, grid)], options, summary, "1 array")
+  _run(generator, [_Task(lambda: reader, lambda _: sink, grid)], options, summary, "1 array" if progress else None)
   if summary.failed:
     raise DataError(summary.errors[0])
   return sink.rgb
 
 
 def _run(generator: TileGenerator, tasks: Sequence[_Task], options: Options, summary: Summary,
-         description: str) -> bool:
-  """Translates `tasks`, counting in `summary`; whether an output failed on a full disk (and the rest stopped)."""
+         description: str | None) -> bool:
+  """Translates `tasks`, counting in `summary`; whether an output failed on a full disk (and the rest stopped).
+
+  A progress bar labelled `description` on stderr; None: none.
+  """
   with tqdm(total=sum(len(task.grid) for task in tasks), unit="tile", mininterval=1.0,
-            desc=description) as progress:
+            desc=description, disable=description is None) as progress:
     translation = _Translation(generator, options, summary, progress)
     translation.run(tasks)
   return translation.disk_full
+
+
+class TiledTranslation:
+  """`translate_array` of a checkpoint's network with the variables given at each call: what eval and training's
+  validation score for a crop-fit model, so that their numbers are those of predict.py's outputs.
+
+  Holds its own copy of `generator` (compiled once) and sets that copy's variables before each translation.
+  """
+
+  def __init__(self, generator: TrainedGenerator, options: Options):
+    self._generator, self._options = dataclasses.replace(generator), options
+
+  def __call__(self, g_params: Any, g_stats: Any, sar: np.ndarray) -> np.ndarray:
+    """uint8 RGB (H, W, 3) for uint8 SAR (H, W), as predict.py writes it for a PNG of it."""
+    self._generator.g_params, self._generator.g_stats = g_params, g_stats
+    return translate_array(self._generator, sar, self._options, progress=False)
+
+
+def scoring_translation(generator: TrainedGenerator, batch_size: int) -> TiledTranslation | None:
+  """How eval and validation translate pairs (`metrics.scoring.Evaluator`'s `tiled`): for a crop-fit model, whole
+  in predict.py's tiles of `batch_size` a call; None for a resize-fit one (pairs resized to its size, batched)."""
+  return TiledTranslation(generator, Options(batch_size=batch_size)) if generator.config.data.fit == "crop" else None

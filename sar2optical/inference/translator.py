@@ -61,17 +61,24 @@ class Translator:
     """The side of the tiles the generator translates."""
     return self.generator.image_size
 
+  def __repr__(self) -> str:
+    source = "an exported artifact" if isinstance(self.generator, artifact.ExportedGenerator) else "a checkpoint"
+    return (f"<Translator: step {self.step}, {self.image_size}² tiles ({source}); SAR in sar_units uint8 (default), "
+            f"linear or db, uint8 RGB out; overlap {self.overlap}, batch_size {self.batch_size}>")
+
   def options(self, sar: SarOptions, output_format: str = "auto", overwrite: bool = False) -> tile_engine.Options:
     """predict.py's options for this translator."""
     return tile_engine.Options(SarScaling(sar.sar_units, sar.db_min, sar.db_max), sar.band, self.overlap,
                                self.batch_size, output_format, overwrite)
 
-  def translate(self, sar: np.ndarray, **sar_options) -> np.ndarray:
+  def translate(self, sar: np.ndarray, *, progress: bool = False, **sar_options) -> np.ndarray:
     """uint8 RGB (H, W, 3) for SAR (H, W) or (H, W, C); `sar_options` are `SarOptions` fields.
 
     (H, W, 3) uint8 is made grey as a PNG is; other (H, W, C) arrays give band `band` (1-based).
+    `progress`: a progress bar (tiles, ETA) on stderr, for a large scene.
     """
-    return tile_engine.translate_array(self.generator, sar, self.options(SarOptions(**sar_options)))
+    return tile_engine.translate_array(self.generator, sar, self.options(SarOptions(**sar_options)),
+                                       progress=progress)
 
   def translate_file(self, source: str | pathlib.Path, target: str | pathlib.Path, **sar_options) -> pathlib.Path:
     """Translates one image file into `target` (.png, .jpg or .tif, replaced if it exists); returns its path.

@@ -2,6 +2,10 @@
 
 Floors put a model's numbers in context: a constant image of the mean training colour, and each
 target scored against another target of the same source (a seeded derangement).
+
+A model is scored at the pixel it learned (`config.data.fit`): pairs resized to its size (resize fit), or
+(crop fit) pairs at their stored resolution, each translated by a `WholeImageTranslation` — predict.py's
+tiles and blending — so that the numbers are those of predict.py's outputs; floors likewise.
 """
 
 import dataclasses
@@ -14,13 +18,16 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from sar2optical.data import pipeline, sources
+from sar2optical.data import images, pipeline, sources
 from sar2optical.metrics import distortion
 from sar2optical.model import generator as generator_lib
 from sar2optical.model.generator import Mode
 from sar2optical.model.pixels import PixelSpec
 
 FLOORS = ("mean_colour", "other_target")
+#: (g_params, g_stats, uint8 SAR (H, W)) → uint8 RGB (H, W, 3): a whole image translated as predict.py translates
+#: it (`inference.tile_engine.TiledTranslation`).
+WholeImageTranslation = Callable[[Any, Any, np.ndarray], np.ndarray]
 
 
 @dataclasses.dataclass
@@ -37,13 +44,16 @@ class Evaluator:
   `eval` mode uses running BatchNorm statistics and no dropout; `train` mode uses batch statistics
   and dropout (as the pix2pix authors test) with a fixed key, and needs batches of at least 2 (the
   last batch is padded with repeats of its last pair, which are not scored).
+
+  With `tiled` (a crop-fit model), pairs are scored one at a time at their stored size, translated by
+  `tiled` (batch_size is then its tiles per generator call), and scored from its uint8 output.
   """
 
   def __init__(self, network: nn.Module, pixels: PixelSpec, *, image_size: int, in_channels: int, batch_size: int,
-               mode: Mode = "eval", seed: int = 0):
+               mode: Mode = "eval", seed: int = 0, tiled: WholeImageTranslation | None = None):
     generator_lib.check_batch(batch_size, mode, "--batch_size")
     self.network, self.pixels, self.mode, self.batch_size, self.seed = network, pixels, mode, batch_size, seed
-    self.image_size, self.in_channels = image_size, in_channels
+    self.image_size, self.in_channels, self.tiled = image_size, in_channels, tiled
     forward = generator_lib.forward(network, pixels, mode, seed)
 
     def score_model(g_params, g_stats, sar, optical):
@@ -56,14 +66,26 @@ class Evaluator:
               "other_target": distortion.image_metrics(self._unit(other_optical), target)}
 
     self._score_model = jax.jit(score_model)
+    self._score_uint8 = jax.jit(lambda generated, optical: distortion.image_metrics(self._unit(generated),
+                                                                                     self._unit(optical)))
     self._score_floors = jax.jit(score_floors)
 
   def _unit(self, optical: jax.Array) -> jax.Array:
     return self.pixels.to_unit(self.pixels.to_model(optical))
 
   def _batches(self, source: sources.PairSource):
+    if self.tiled is not None:
+      return pipeline.eval_batches(source, image_size=None, in_channels=self.in_channels, batch_size=1)
     return pipeline.eval_batches(source, image_size=self.image_size, in_channels=self.in_channels,
                                  batch_size=self.batch_size)
+
+  def _generate(self, g_params: Any, g_stats: Any, batch: dict[str, np.ndarray]) -> tuple[dict, np.ndarray]:
+    """(per-image metrics, uint8 RGB) of the model on `batch`."""
+    if self.tiled is None:
+      values, fake = self._score_model(g_params, g_stats, batch["sar"], batch["optical"])
+      return jax.device_get(values), self.pixels.to_uint8(fake)
+    generated = np.stack([self.tiled(g_params, g_stats, sar[..., 0]) for sar in batch["sar"]])
+    return jax.device_get(self._score_uint8(generated, batch["optical"])), generated
 
   def score(self, g_params: Any, g_stats: Any, source: sources.PairSource, *, mean_colour: np.ndarray | None = None,
             grid_pairs: int = 0, progress_label: str = "", on_batch: Callable[..., None] | None = None) -> Scores:
@@ -80,12 +102,11 @@ class Evaluator:
     grid_rows = []
     progress = tqdm(total=n, unit="image", mininterval=1.0, desc=progress_label, disable=not progress_label)
     for batch in self._batches(source):
-      values, fake = self._score_model(g_params, g_stats, batch["sar"], batch["optical"])
-      values = jax.device_get(values)
+      values, generated = self._generate(g_params, g_stats, batch)
       valid, index = batch["valid"], batch["index"][batch["valid"]]
       for name in distortion.METRICS:
         model_values[name][index] = values[name][valid]
-      other_optical = next(others)["optical"] if with_floors else None
+      other_optical = _sized_as(next(others)["optical"], batch["optical"]) if with_floors else None
       if with_floors:
         floors = jax.device_get(self._score_floors(batch["optical"], other_optical,
                                                    jnp.asarray(mean_colour, jnp.float32)))
@@ -93,18 +114,24 @@ class Evaluator:
           for name in distortion.METRICS:
             floor_values[floor][name][index] = floors[floor][name][valid]
       if on_batch is not None:
-        on_batch(index, valid, np.asarray(self.pixels.to_uint8(fake)), batch["optical"], other_optical)
+        on_batch(index, valid, generated, batch["optical"], other_optical)
       for i in np.flatnonzero(valid)[:max(grid_pairs - len(grid_rows), 0)]:
-        grid_rows.append((batch["sar"][i], self.pixels.to_uint8(fake[i]), batch["optical"][i]))
+        grid_rows.append((batch["sar"][i], generated[i], batch["optical"][i]))
       progress.update(int(valid.sum()))
     progress.close()
     return Scores(model_values, floor_values if with_floors else {}, grid_rows)
 
   def mean_colour(self, source: sources.PairSource) -> np.ndarray:
-    """Mean RGB in [0, 1] over every pixel of the source's optical images (at the model's size)."""
+    """Mean RGB in [0, 1] over every pixel of the source's optical images (at the size they are scored at)."""
     total, count = np.zeros(3), 0
     for batch in self._batches(source):
       optical = batch["optical"][batch["valid"]].astype(np.float64) / 255.0
       total += optical.sum(axis=(0, 1, 2))
       count += optical.shape[0] * optical.shape[1] * optical.shape[2]
     return total / count
+
+
+def _sized_as(optical: np.ndarray, like: np.ndarray) -> np.ndarray:
+  """uint8 (B, S, S, 3) `optical` resized to the size of `like` (pairs scored at their stored sizes may differ)."""
+  size = like.shape[1]
+  return optical if optical.shape[1] == size else np.stack([images.resize(image, size) for image in optical])

@@ -3,7 +3,7 @@
   ProgressLog    every `log_every_steps` and at the end: mean losses, steps/s, images/s and ETA,
                  to the log, metrics.jsonl and TensorBoard; the compile time of the first step
   SampleGrids    every `sample_every_steps` and at the end: SAR | generated | target of a few pairs
-  Validation     every `eval_every_steps`: the validation split scored in eval mode
+  Validation     every `eval_every_steps`: the validation split scored in eval mode, as eval.py scores it
   (both with the generator eval and predict use: G's EMA when the run keeps one)
   Checkpointing  every `checkpoint_every_steps`, after each validation (competing for best), at the
                  end, and when a stop was requested
@@ -26,6 +26,8 @@ from sar2optical.checkpoints import manager
 from sar2optical.checkpoints.metadata import make_metadata
 from sar2optical.core.errors import TrainingDiverged
 from sar2optical.data import pipeline, sources
+from sar2optical.inference import tile_engine
+from sar2optical.inference.restore import TrainedGenerator
 from sar2optical.metrics import distortion
 from sar2optical.metrics.scoring import Evaluator
 from sar2optical.model.generator import jit_forward
@@ -111,7 +113,8 @@ class SampleGrids:
     self.config, self.recipe, self.writer = config, recipe, writer
     self.generate = jit_forward(recipe.generator, recipe.pixels)
     self.samples = pipeline.first_pairs(source, SAMPLE_PAIRS, image_size=config.image_size,
-                                        in_channels=config.model.in_channels) if writer.enabled else None
+                                        in_channels=config.model.in_channels,
+                                        crop=config.data.fit == "crop") if writer.enabled else None
 
   def __call__(self, step: int, state: TrainState) -> None:
     if self.samples is None or not due(step, self.config.sample_every_steps, self.config.num_train_steps):
@@ -123,7 +126,11 @@ class SampleGrids:
 
 @dataclasses.dataclass
 class Validation:
-  """Every `eval_every_steps`, the validation split scored in eval mode (compiled once) and logged."""
+  """Every `eval_every_steps`, the validation split scored in eval mode (compiled once) and logged.
+
+  It scores as eval.py does (`tile_engine.scoring_translation`): a crop-fit model's pairs at their stored
+  resolution, translated in predict.py's tiles, so the validation PSNR is eval's for the same generator.
+  """
   every: int
   evaluator: Evaluator
   source: sources.PairSource
@@ -139,8 +146,14 @@ class Validation:
     if source is None or not len(source):
       logging.info("Validation: off (the validation split is empty)")
       return None
+    if config.eval_every_steps > config.num_train_steps:
+      logging.info("Validation: none in this run (every %d steps, and the run ends at step %d)",
+                   config.eval_every_steps, config.num_train_steps)
+      return None
+    generator = TrainedGenerator(config, recipe.pixels, 0, recipe.generator, None, None)  # variables: each call's
+    tiled = tile_engine.scoring_translation(generator, config.eval_batch_size)
     evaluator = Evaluator(recipe.generator, recipe.pixels, image_size=config.image_size, in_channels=config.model.in_channels,
-                          batch_size=config.eval_batch_size, seed=config.seed)
+                          batch_size=config.eval_batch_size, seed=config.seed, tiled=tiled)
     logging.info("Validation: %d pairs (%s) every %d steps; the best checkpoint by PSNR is kept", len(source),
                  source.description, config.eval_every_steps)
     return cls(config.eval_every_steps, evaluator, source, writer, checkpoints)
@@ -160,8 +173,8 @@ class Validation:
 
 @dataclasses.dataclass
 class Checkpointing:
-  """Saves the state with the config, pixel mapping and data position: on cadence, after validation, at the end
-  and on a stop request; never a state whose NaN/Inf flag is set."""
+  """Saves the state with the config, pixel mapping (values and the data's pixel scale) and data position: on
+  cadence, after validation, at the end and on a stop request; never a state whose NaN/Inf flag is set."""
   config: ml_collections.ConfigDict
   recipe: Recipe
   checkpoints: manager.Checkpoints
@@ -173,5 +186,6 @@ class Checkpointing:
                                                  self.config.num_train_steps):
       return
     check_finite(state, self.checkpoints)
-    metadata = {**make_metadata(self.config, self.recipe.pixels, step), "data_layout": self.data_layout}
+    metadata = {**make_metadata(self.config, self.recipe.pixels, step, self.data_iterator.pixel_scale),
+                "data_layout": self.data_layout}
     self.checkpoints.save(step, state, self.data_iterator, metadata, val_psnr=val_psnr)

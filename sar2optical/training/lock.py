@@ -13,6 +13,8 @@ renewed by the holder every LEASE_SECONDS / 4 under the precondition of its own 
 finds the lease free when there is none, when it was not renewed for LEASE_SECONDS (its holder was killed
 with its VM: a preempted TPU's job resumes at most that long after), or when it names a process of this
 host that no longer exists (killed on this VM: taken over at once). A run that ends normally deletes it.
+A run whose lease was taken over (it could not renew it for LEASE_SECONDS: a network outage) learns so at its
+next renewal and stops at its next step without saving (`Tenure.check`): the workdir is the other run's.
 """
 
 import contextlib
@@ -35,12 +37,32 @@ LOCK_FILE = "train.lock"
 LEASE_SECONDS = 120.0  # a lease not renewed for this long is free (its holder renews 4 times as often)
 
 
+class Tenure:
+  """What `held` yields: whether this run still holds its workdir (a lease can be taken over; a flock cannot)."""
+
+  def __init__(self) -> None:
+    self._lost: str | None = None
+
+  @property
+  def held(self) -> bool:
+    return self._lost is None
+
+  def lose(self, reason: str) -> None:
+    self._lost = reason
+
+  def check(self, step: int) -> None:
+    """WorkdirInUse, naming who took the workdir over, once this run's lease was lost; before `step` is saved."""
+    if self._lost:
+      raise WorkdirInUse(f"{self._lost}: this run stopped after step {step} without saving it (the workdir is the "
+                         "other run's now)")
+
+
 @contextlib.contextmanager
-def held(workdir: storage.Path) -> Iterator[None]:
+def held(workdir: storage.Path) -> Iterator[Tenure]:
   """Holds `workdir`'s lock for the block; WorkdirInUse naming the holder when another process holds it."""
   if storage.is_remote(workdir):
-    with _lease(workdir):
-      yield
+    with _lease(workdir) as tenure:
+      yield tenure
     return
   path = workdir / LOCK_FILE
   with open(path, "a+", encoding="utf-8") as file:
@@ -59,7 +81,7 @@ def held(workdir: storage.Path) -> Iterator[None]:
                    _describe(previous), path)
     _write(file, _this_process())
     try:
-      yield
+      yield Tenure()
     finally:
       _write(file, None)  # the kernel drops the flock when the file closes
 
@@ -75,7 +97,7 @@ def _in_use(workdir: storage.Path, holder: dict | None, where: str) -> WorkdirIn
 
 
 @contextlib.contextmanager
-def _lease(workdir: storage.Path) -> Iterator[None]:
+def _lease(workdir: storage.Path) -> Iterator[Tenure]:
   """Holds the lease object WORKDIR/train.lock of a workdir in a bucket for the block (see the module docstring)."""
   from google.api_core import exceptions  # pylint: disable=g-import-not-at-top (the gcs extra)
   from google.cloud import storage as gcs  # pylint: disable=g-import-not-at-top
@@ -98,29 +120,40 @@ def _lease(workdir: storage.Path) -> Iterator[None]:
     blob.upload_from_string(json.dumps(me) + "\n", if_generation_match=expected)
   except exceptions.PreconditionFailed:
     raise _in_use(workdir, None, f"its lease {workdir / LOCK_FILE} was taken a moment ago") from None
-  stop = threading.Event()
-  renewer = threading.Thread(target=_renew, args=(blob, me, stop), name="train.lock lease", daemon=True)
+  stop, tenure = threading.Event(), Tenure()
+  renewer = threading.Thread(target=_renew, args=(blob, me, stop, tenure), name="train.lock lease", daemon=True)
   renewer.start()
   try:
-    yield
+    yield tenure
   finally:
     stop.set()
     renewer.join()
-    with contextlib.suppress(exceptions.GoogleAPIError):
-      blob.delete(if_generation_match=blob.generation)
+    if tenure.held:  # a lease taken over is the other run's
+      with contextlib.suppress(exceptions.GoogleAPIError):
+        blob.delete(if_generation_match=blob.generation)
 
 
-def _renew(blob: Any, me: dict, stop: threading.Event) -> None:
-  """Rewrites the lease every LEASE_SECONDS / 4 until `stop`, each time only if it is still the one written last."""
+def _renew(blob: Any, me: dict, stop: threading.Event, tenure: Tenure) -> None:
+  """Rewrites the lease every LEASE_SECONDS / 4 until `stop`, each time only if it is still the one written last;
+  once it is not, `tenure` loses the workdir to whoever wrote it."""
   from google.api_core import exceptions  # pylint: disable=g-import-not-at-top
   while not stop.wait(LEASE_SECONDS / 4):
     try:
       blob.upload_from_string(json.dumps(me) + "\n", if_generation_match=blob.generation)
     except exceptions.PreconditionFailed:
-      logging.error("The lease %s was taken over by another run: this run no longer holds its workdir", blob.name)
+      tenure.lose(f"the lease gs://{blob.bucket.name}/{blob.name} was taken over by {_describe(_current_holder(blob))}")
       return
     except exceptions.GoogleAPIError as error:  # a transient failure: the next renewal tries again
       logging.warning("Could not renew the lease %s: %s", blob.name, storage.one_line(error))
+
+
+def _current_holder(blob: Any) -> dict | None:
+  """The holder the lease object names now; None when it cannot be read."""
+  try:
+    holder = json.loads(blob.bucket.blob(blob.name).download_as_bytes())
+  except Exception:  # gone, unreadable, or the network: the message then names "another training run"
+    return None
+  return holder if isinstance(holder, dict) else None
 
 
 def _ended_on_this_host(holder: dict | None) -> bool:

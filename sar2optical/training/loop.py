@@ -16,7 +16,7 @@ from sar2optical.checkpoints import manager
 from sar2optical.checkpoints.metadata import config_from_metadata, write_config
 from sar2optical.configs import fields
 from sar2optical.core import storage
-from sar2optical.data import pipeline, resolve
+from sar2optical.data import pipeline, resolve, sources
 from sar2optical.data.augment import Augmentation
 from sar2optical.model.pixels import PixelSpec
 from sar2optical.training import actions, lock, stop_signals
@@ -46,12 +46,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Tra
   workdir = storage.writable_directory(workdir, "the workdir")
   remedy = "free space there and run the same command again: it resumes from the last checkpoint"
   with storage.disk_full_reported(workdir, lambda: manager.latest_bytes(workdir), remedy), \
-       lock.held(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
-    return _train(config, workdir, mesh)
+       lock.held(workdir) if jax.process_index() == 0 else contextlib.nullcontext(lock.Tenure()) as tenure:
+    return _train(config, workdir, mesh, tenure)
 
 
-def _train(config: ml_collections.ConfigDict, workdir: storage.Path, mesh: jax.sharding.Mesh) -> TrainState:
-  """`train` in a checked workdir that this run holds."""
+def _train(config: ml_collections.ConfigDict, workdir: storage.Path, mesh: jax.sharding.Mesh,
+           tenure: lock.Tenure) -> TrainState:
+  """`train` in a checked workdir that this run holds (as long as `tenure` says so)."""
   run_data = resolve.resolve(config.data, workdir, seed=config.seed, record=True)
   train_source = run_data.source("train")
   val_source = run_data.source("val") if run_data.size("val") else None  # a build may have no val split
@@ -59,6 +60,10 @@ def _train(config: ml_collections.ConfigDict, workdir: storage.Path, mesh: jax.s
   logging.info("Data: %s for training (split %s); augmentation %s; %d grain worker processes%s",
                train_source.description, workdir / resolve.SPLIT_FILE, augmentation, config.data.workers,
                "; bad records are skipped and counted" if config.data.skip_bad else "")
+  if isinstance(train_source, sources.FolderSource):  # a TFDS record is read whole to name its class
+    for name, source in (("train", train_source), ("val", val_source)):
+      if source is not None:
+        logging.info("Split %s: %s", name, resolve.composition(source))
   recipe = make_recipe(config, PixelSpec())
   data_iterator = pipeline.train_iterator(
       train_source, image_size=config.image_size, in_channels=config.model.in_channels,
@@ -80,7 +85,7 @@ def _train(config: ml_collections.ConfigDict, workdir: storage.Path, mesh: jax.s
     stop_requested = cleanup.enter_context(stop_signals.stop_requests())
     trace = TraceWindow(config.profile_steps, config.profile_after_steps, start_step, workdir)
     cleanup.callback(trace.stop)
-    loop = Loop(config, recipe, mesh, checkpoints, data_iterator, start_step, trace,
+    loop = Loop(config, recipe, mesh, checkpoints, data_iterator, start_step, trace, tenure,
                 actions.ProgressLog(config, writer, checkpoints, data_iterator, start_step),
                 actions.SampleGrids(config, recipe, writer, val_source or train_source),
                 actions.Validation.create(config, recipe, val_source, writer, checkpoints),
@@ -93,6 +98,7 @@ def _train(config: ml_collections.ConfigDict, workdir: storage.Path, mesh: jax.s
 def new_state(config: ml_collections.ConfigDict, recipe: Recipe, mesh: jax.sharding.Mesh,
               workdir: storage.Path) -> TrainState:
   """A fresh state, with the networks of `config.init_from` if set; writes WORKDIR/config.json."""
+  logging.info("Initialising the networks and their optimizers (compiling the initialiser)…")
   state = create_state(recipe, mesh, config.seed, config.image_size, config.model.in_channels)
   if config.init_from:
     state, source_step = initialise_from(config.init_from, state, config)
@@ -140,10 +146,12 @@ class Loop:
 
   def __init__(self, config: ml_collections.ConfigDict, recipe: Recipe, mesh: jax.sharding.Mesh,
                checkpoints: manager.Checkpoints, data_iterator: pipeline.TrainIterator, start_step: int,
-               trace: TraceWindow, progress: actions.ProgressLog, samples: actions.SampleGrids,
-               validation: actions.Validation | None, checkpointing: actions.Checkpointing):
+               trace: TraceWindow, tenure: lock.Tenure, progress: actions.ProgressLog,
+               samples: actions.SampleGrids, validation: actions.Validation | None,
+               checkpointing: actions.Checkpointing):
     self.config, self.mesh, self.checkpoints, self.data_iterator = config, mesh, checkpoints, data_iterator
     self.start_step, self.train_step, self.trace = start_step, jit_train_step(recipe, mesh), trace
+    self.tenure = tenure
     self.progress, self.samples, self.validation, self.checkpointing = progress, samples, validation, checkpointing
 
   def run(self, state: TrainState, stop_requested: stop_signals.StopRequested) -> TrainState:
@@ -155,6 +163,8 @@ class Loop:
       return state
     for step in range(self.start_step + 1, num_steps + 1):
       self.trace.before_step(step)
+      if step == self.start_step + 1:
+        logging.info("Compiling the train step (the first step waits for it)…")
       with jax.profiler.StepTraceAnnotation("train", step_num=step):
         state, step_metrics = self.train_step(state, global_batch(next(self.data_iterator), self.mesh))
       self.trace.after_step(step, (state, step_metrics))
@@ -162,6 +172,7 @@ class Loop:
       self.samples(step, state)
       stop = stop_requested(step)
       val_psnr = self.validation(step, state) if self.validation else None
+      self.tenure.check(step)
       self.checkpointing(step, state, val_psnr=val_psnr, stop=stop)
       if stop and step < num_steps:
         self.checkpoints.wait()
