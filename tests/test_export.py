@@ -67,6 +67,7 @@ def test_cli_export_runs_without_the_project(tmp_path):
   result = run_without_project(str(artifact.parent / stablehlo.LOADER_NAME), str(artifact), str(tmp_path / "sar.png"),
                                str(tmp_path / "rgb.png"))
   assert result.returncode == 0, result.stderr[-3000:]
+  assert "is 40x48 pixels; the model learned tiles of 32x32" in result.stderr  # one tile: another ground pixel
   with Image.open(tmp_path / "rgb.png") as rgb:
     assert rgb.mode == "RGB" and rgb.size == (40, 48)
   generator = load_generator(workdir)

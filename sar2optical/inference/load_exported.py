@@ -40,10 +40,19 @@ def load(path):
 
 
 def translate_png(generator, source, target):
-  """One SAR image file -> an RGB PNG of its size (bilinear resizing to and from the model's size)."""
+  """One SAR image file -> an RGB PNG of its size (bilinear resizing to and from the model's size).
+
+  One tile: right for an image of the ground one tile of the model covers, image_size * pixel_scale pixels
+  on a side (the sidecar's pixel_scale; 1 when absent); larger scenes go through predict.py's tiles.
+  """
   from PIL import Image
   with Image.open(source) as image:
     grey = image.convert("L")
+  side = round(generator.image_size * generator.spec.get("pixel_scale", 1.0))
+  if grey.size != (side, side):
+    print(f"warning: {source} is {grey.size[0]}x{grey.size[1]} pixels; the model learned tiles of {side}x{side}: "
+          "its ground resolution differs from the training pairs' (sar2optical's predict.py tiles it)",
+          file=sys.stderr)
   size = (generator.image_size, generator.image_size)
   sar = np.asarray(grey.resize(size, Image.BILINEAR) if grey.size != size else grey, np.uint8)
   sar = np.repeat(sar[None, :, :, None], generator.in_channels, axis=-1)

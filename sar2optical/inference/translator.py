@@ -63,7 +63,9 @@ class Translator:
 
   def __repr__(self) -> str:
     source = "an exported artifact" if isinstance(self.generator, artifact.ExportedGenerator) else "a checkpoint"
-    return (f"<Translator: step {self.step}, {self.image_size}² tiles ({source}); SAR in sar_units uint8 (default), "
+    side = tile_engine.tile_side(self.generator)
+    tiles = f"{self.image_size}² tiles" + (f" (each {side}² input pixels resampled)" if side != self.image_size else "")
+    return (f"<Translator: step {self.step}, {tiles} ({source}); SAR in sar_units uint8 (default), "
             f"linear or db, uint8 RGB out; overlap {self.overlap}, batch_size {self.batch_size}>")
 
   def options(self, sar: SarOptions, output_format: str = "auto", overwrite: bool = False) -> tile_engine.Options:
