@@ -102,3 +102,13 @@ def test_no_libtpu_line_when_a_command_starts_jax(tmp_path):
 def test_only_jax_s_no_libtpu_message_is_dropped(message, kept):
   record = logging.LogRecord("jax._src.xla_bridge", logging.INFO, "/jax/_src/xla_bridge.py", 849, message, None, None)
   assert cli._QuietLibraries().filter(record) is kept
+
+
+@pytest.mark.parametrize("argv0, hint", [("sar2optical-eval", "sar2optical-train --config="),
+                                         ("eval.py", "python train.py --config=")])
+def test_a_hint_names_the_command_the_user_has(argv0, hint, tmp_path):
+  """Installed users have console scripts, not the clone's train.py: the hint of an error names what they have."""
+  result = run(["-c", f"import sys; sys.argv[0] = {argv0!r}; from sar2optical.commands.eval import run; run()",
+                f"--workdir={tmp_path}"])
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert hint in result.stderr.strip().splitlines()[-1], result.stderr[-2000:]

@@ -40,6 +40,10 @@ class _QuietLibraries(std_logging.Filter):
     return record.levelno >= std_logging.WARNING or not noisy
 
 
+#: The scripts at the top of a clone, which messages name (`python train.py`); installed, they are console scripts.
+ENTRY_SCRIPTS = ("train", "eval", "predict")
+
+
 def use_compilation_cache(workdir: str) -> None:
   """Keeps compiled programs in WORKDIR/jax_cache, so that a resumed run loads its step instead of compiling it,
   unless the user chose a cache (--jax_compilation_cache_dir or JAX_COMPILATION_CACHE_DIR): theirs wins.
@@ -82,8 +86,24 @@ def run(main: Callable[[list[str]], None]) -> None:
 
 def _fail(error: Sar2OpticalError) -> NoReturn:
   logging.flush()
-  print(f"error: {error}", file=sys.stderr)
+  print(f"error: {in_users_words(str(error))}", file=sys.stderr)
   sys.exit(2)
+
+
+def in_users_words(text: str) -> str:
+  """`text` with the entry scripts it names (`python train.py`, `eval.py`, `predict.py`) written as the user runs
+  commands: `sar2optical-train` after a console script, `python -m sar2optical.commands.train` after a module; as
+  written in a clone, where the scripts are."""
+  script = os.path.basename(sys.argv[0]) if sys.argv else ""
+  if script.startswith("sar2optical-"):
+    style = "sar2optical-{}"
+  elif getattr(sys.modules.get("__main__"), "__spec__", None) is not None:
+    style = "python -m sar2optical.commands.{}"
+  else:
+    return text
+  for name in ENTRY_SCRIPTS:
+    text = re.sub(rf"(?<![\w./-])python {name}\.py(?![\w.-])", style.format(name), text)
+  return text
 
 
 def _invoked_as(command: str) -> str:
