@@ -106,7 +106,7 @@ def test_outputs_follow_the_schema(workdir, tmp_path):
   rows = (tmp_path / "step_2" / "per_image.csv").read_text().splitlines()
   assert rows[0] == "s1_path,class,psnr,ssim,mae,rmse" and len(rows) == 25
   assert rows[1].split(",")[0].endswith(".png") and rows[1].split(",")[1] in result["per_class"]
-  assert Image.open(tmp_path / "step_2" / "grid.png").size == (3 * 32, 3 * 32)
+  assert Image.open(tmp_path / "step_2" / "grid.png").size == (3 * 128, 22 + 3 * 128)  # 32² tiles enlarged 4×
   assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
   assert "floor: other_target" in workflow.format_table(result)
 

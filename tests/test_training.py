@@ -16,6 +16,7 @@ from sar2optical.configs import fields
 from sar2optical.core.errors import ConfigError
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.model.pixels import PixelSpec
+from sar2optical.training import log as log_lib
 from sar2optical.training import loop
 from sar2optical.training import mesh as mesh_lib
 from sar2optical.training import recipe as recipe_lib
@@ -143,3 +144,17 @@ def test_the_log_says_what_the_silent_minutes_are_and_that_no_validation_runs(de
   assert "Compiling the train step" in caplog.text and re.search(r"Compiled and ran the first step in [\d.]+ s",
                                                                  caplog.text)
   assert "Validation: none in this run (every 100 steps, and the run ends at step 2)" in caplog.text
+
+
+def test_sample_and_eval_grids_have_column_titles_and_row_labels_at_a_readable_size():
+  rng = np.random.default_rng(0)
+  rows = [(rng.integers(0, 256, (32, 32, 1), np.uint8), np.full((32, 32, 3), 128, np.uint8),
+           np.full((32, 32, 3), 128, np.uint8)) for _ in range(2)]
+  plain, labelled = log_lib.pair_grid(rows), log_lib.pair_grid(rows, ["grassland", ""])
+  assert plain.shape == (22 + 2 * 128, 3 * 128, 3)  # a band of titles over 32² tiles enlarged 4×
+  for column in range(3):  # each title is written in its column's band
+    band = plain[:22, column * 128:(column + 1) * 128]
+    assert (band < 100).any() and (band == 255).any()
+  np.testing.assert_array_equal(plain[22:22 + 4, 128:], np.full((4, 256, 3), 128, np.uint8))  # the images below
+  differs = np.any(plain != labelled, axis=-1)
+  assert differs[22:22 + 30, :100].any() and not differs[22 + 128:].any()  # the first row's label only

@@ -287,7 +287,7 @@ def write_outputs(directory: pathlib.Path, result: dict, scores: Scores, names: 
   files = {"per_image.csv": rows.getvalue().encode()}
   if scores.grid_rows:
     grid = io.BytesIO()
-    Image.fromarray(pair_grid(scores.grid_rows)).save(grid, format="PNG")
+    Image.fromarray(pair_grid(scores.grid_rows, labels)).save(grid, format="PNG")  # rows: the first pairs
     files["grid.png"] = grid.getvalue()
   files["metrics.json"] = (json.dumps(result, indent=2) + "\n").encode()
   with storage.disk_full_reported(directory.parent, lambda: sum(map(len, files.values())), _REMEDY):

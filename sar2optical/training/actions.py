@@ -115,13 +115,15 @@ class SampleGrids:
     self.samples = pipeline.first_pairs(source, SAMPLE_PAIRS, image_size=config.image_size,
                                         in_channels=config.model.in_channels,
                                         crop=config.data.fit == "crop") if writer.enabled else None
+    self.labels = [source.name_and_label(index)[1] for index in range(min(SAMPLE_PAIRS, len(source)))]
 
   def __call__(self, step: int, state: TrainState) -> None:
     if self.samples is None or not due(step, self.config.sample_every_steps, self.config.num_train_steps):
       return
     sar, optical = self.samples["sar"], self.samples["optical"]
     fake = self.generate(*local_copy(inference_variables(state)), sar)
-    self.writer.write_image(step, "samples", pair_grid(zip(sar, self.recipe.pixels.to_uint8(fake), optical)))
+    self.writer.write_image(step, "samples", pair_grid(zip(sar, self.recipe.pixels.to_uint8(fake), optical),
+                                                       self.labels))
 
 
 @dataclasses.dataclass

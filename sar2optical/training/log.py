@@ -4,21 +4,46 @@ import io
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import jax
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from tensorboardX import SummaryWriter
 
 from sar2optical.core import storage
 
+GRID_TITLES = ("SAR", "generated", "target")
+#: Tiles smaller than this are enlarged (each pixel repeated) so that a person sees them.
+GRID_MIN_TILE = 128
+_TITLE_HEIGHT = 22
 
-def pair_grid(rows: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
-  """uint8 images laid out in rows (e.g. SAR | generated | target); 1-channel images become grey RGB."""
+
+def pair_grid(rows: Iterable[Sequence[np.ndarray]], labels: Sequence[str] = (),
+              titles: Sequence[str] = GRID_TITLES) -> np.ndarray:
+  """uint8 RGB: the images of each row side by side (SAR | generated | target) under a band of column `titles`,
+  the row's label (its class or scene, from `labels`) written on its first image. Tiles under GRID_MIN_TILE
+  pixels are enlarged by a whole factor, each pixel repeated; 1-channel images become grey RGB."""
   def rgb(image: np.ndarray) -> np.ndarray:
-    return np.repeat(image[..., :1], 3, axis=-1) if image.shape[-1] != 3 else image
-  return np.concatenate([np.concatenate([rgb(im) for im in row], axis=1) for row in rows], axis=0)
+    image = np.repeat(image[..., :1], 3, axis=-1) if image.shape[-1] != 3 else np.asarray(image)
+    factor = -(-GRID_MIN_TILE // image.shape[0])
+    return image.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else image
+
+  tiles = [[rgb(image) for image in row] for row in rows]
+  body = np.concatenate([np.concatenate(row, axis=1) for row in tiles], axis=0)
+  canvas = Image.new("RGB", (body.shape[1], body.shape[0] + _TITLE_HEIGHT), "white")
+  canvas.paste(Image.fromarray(body), (0, _TITLE_HEIGHT))
+  draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size=14)
+  x = 0
+  for title, tile in zip(titles, tiles[0] if tiles else [], strict=False):
+    draw.text((x + tile.shape[1] // 2, _TITLE_HEIGHT // 2), title, fill="black", font=font, anchor="mm")
+    x += tile.shape[1]
+  y = _TITLE_HEIGHT
+  for label, row in zip(labels, tiles, strict=False):  # labels of the first rows, or none
+    if label:
+      draw.text((4, y + 4), label, fill="white", font=font, stroke_width=2, stroke_fill="black")
+    y += row[0].shape[0]
+  return np.asarray(canvas)
 
 
 class MetricWriter:
