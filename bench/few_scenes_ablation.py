@@ -1,11 +1,12 @@
-r"""Ablation of the few-scene recipe by leave-one-scene-out (issue 18's protocol). Prints one JSON object.
+r"""Ablation of the few-scene recipes by leave-one-scene-out (docs/few_scenes.md). Prints one JSON object.
 
   flock /tmp/cpu.lock python bench/few_scenes_ablation.py --workdir=/tmp/ablation \
       [--data_root=../shared/data/sen1-2] [--options=original,augment,...] [--steps=300] [--held_out=A,B]
 
-Every option is `python -m sar2optical.commands.crossval` with configs/pix2pix.py and the budget of issue 18
+Every option is `python -m sar2optical.commands.crossval` with configs/pix2pix.py and the protocol's budget
 (128², 7 levels, batch 8, --steps steps per fold, no validation; only the folds of --held_out's scene
-groups, when given), the option's fields overridden on top of the original's recipe; `original_seed_1`
+groups, when given), the option's fields overridden on top of the original's recipe, and its crossval
+flags (inference-time averaging); `original_seed_1`
 is the original with another seed (initialisation, dropout, data order: how far two runs of one recipe
 differ), `lsgan_seed_1` the chosen recipe with that seed; `combined` is the augmentation with
 pix2pixHD's options (2 scales, feature matching, LSGAN) and an EMA, the first candidate;
@@ -28,7 +29,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 BUDGET = {"image_size": 128, "model.levels": 7, "batch_size": 8, "eval_every_steps": 0,
           "sample_every_steps": 100_000, "log_every_steps": 25}
 AUGMENT = {"data.augment": "paper", "data.vflip": True, "data.rot90": True}
-OPTIONS = {  # name: (config file, overrides on top of it)
+REGRESSION = {"loss.lambda_gan": 0.0, "model.init_output_mean": True, "model.ngf": 32}
+OPTIONS = {  # name: (config file, overrides on top of it[, crossval flags])
     "original": ("configs/pix2pix.py", {}),
     "original_seed_1": ("configs/pix2pix.py", {"seed": 1}),  # the spread of the original between two seeds
     "augment": ("configs/pix2pix.py", AUGMENT),
@@ -41,6 +43,10 @@ OPTIONS = {  # name: (config file, overrides on top of it)
     "spectral_norm": ("configs/pix2pix.py", {"model.disc_spectral_norm": True}),
     "combined": ("configs/pix2pix.py", {**AUGMENT, "model.disc_scales": 2, "loss.lambda_feat_match": 10.0,
                                         "loss.gan": "lsgan", "model.ema_decay": 0.999}),
+    # the accuracy end: no adversarial loss, the output starting at the mean training colour, half the width
+    "regression": ("configs/pix2pix.py", REGRESSION),
+    "regression_lowfreq": ("configs/pix2pix.py", {**REGRESSION, "loss.lambda_lowfreq": 1000.0}),
+    "regression_tta": ("configs/pix2pix.py", REGRESSION, ["--tta"]),  # scored as the mean over 8 flips/rotations
 }
 
 
@@ -56,10 +62,10 @@ def define_flags() -> None:
 
 def run_option(name: str, workdir: pathlib.Path) -> dict:
   """Runs (or resumes) one option's cross-validation; returns its crossval.json."""
-  config, overrides = OPTIONS[name]
+  config, overrides, *crossval_flags = OPTIONS[name]
   fields = {**BUDGET, "num_train_steps": flags.FLAGS.steps, "data.root": flags.FLAGS.data_root, **overrides}
   command = [sys.executable, "-m", "sar2optical.commands.crossval", f"--config={config}", f"--workdir={workdir}",
-             f"--held_out={','.join(flags.FLAGS.held_out)}",
+             f"--held_out={','.join(flags.FLAGS.held_out)}", *(crossval_flags[0] if crossval_flags else []),
              *(f"--config.{field}={value}" for field, value in fields.items())]
   subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
   return json.loads((workdir / "crossval.json").read_text())

@@ -3,6 +3,7 @@
   import sar2optical
   translator = sar2optical.load("runs/pix2pix")   # a workdir, a step directory or an exported artifact
   rgb = translator.translate(sar)                 # numpy SAR (H, W) → uint8 RGB (H, W, 3)
+  sar2optical.load("runs/pix2pix", tta=True)      # each tile averaged over its 8 flips and rotations
 
 `load` and `Translator` (sar2optical.inference.translator) are imported on first use, so that importing a
 part of the package (sar2optical.data, sar2optical.interop, ...) does not import the rest.

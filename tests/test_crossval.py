@@ -10,6 +10,7 @@ from sar2optical.core.errors import ConfigError, DataError
 from sar2optical.data import pairs as pairs_lib
 from sar2optical.data import splits
 from sar2optical.evaluation import crossval
+from sar2optical.inference.restore import Averaging
 
 
 def two_scene_root(demo_root, root):
@@ -45,14 +46,42 @@ def test_crossval_writes_one_json_and_resumes(demo_root, tmp_path):
   assert written == result and result["folds"][1] == one_fold["folds"][0]
   assert (crossval.fold_directory(tmp_path / "cv", second) / crossval.FOLD_FILE).stat().st_mtime_ns == done_first
   assert len(result["folds"]) == 2 and {fold["step"] for fold in result["folds"]} == {2}
-  for owner in ("model", crossval.FLOOR):
+  for owner in ("model", *crossval.FLOORS):
     assert {"psnr", "ssim"} <= set(result["summary"][owner])
     assert result["summary"][owner]["psnr"]["std"] >= 0
-  assert "PSNR" in crossval.format_summary(result)
+  assert {"high_frequency_ratio", "colour_distance", *crossval.TRANSFER} <= set(result["summary"]["model"])
+  assert result["folds"][0]["scene_colour"]["high_frequency_ratio"] == 0  # a constant image
+  summary = crossval.format_summary(result)
+  assert all(heading in summary for heading in ("PSNR", "scene*", "image*", "HF ratio", "colour W1", "corr mean",
+                                                "explained"))
+  assert max(map(len, summary.splitlines())) <= 120
   records = sorted((tmp_path / "cv" / "folds").glob(f"*/{crossval.FOLD_FILE}"))
   before = [path.stat().st_mtime_ns for path in records]
   assert crossval.crossval(config, tmp_path / "cv", batch_size=4) == result  # finished folds are not redone
   assert [path.stat().st_mtime_ns for path in records] == before
+  flipped = crossval.crossval(config, tmp_path / "cv", batch_size=4, averaging=Averaging(dihedral=True))
+  assert [path.stat().st_mtime_ns for path in records] != before  # scored again with the averaging, not retrained
+  assert {fold["step"] for fold in flipped["folds"]} == {2} and flipped["averaging"] == {"dihedral": True, "samples": 1}
+  assert all(fold["averaging"]["dihedral"] for fold in flipped["folds"])
+  assert [fold["model"]["psnr"] for fold in flipped["folds"]] != [fold["model"]["psnr"] for fold in result["folds"]]
+
+
+def test_an_older_fold_record_still_summarises():
+  """A fold.json from before the realism, transfer and diagnostic-floor columns: those are left out, not an error."""
+  def values(psnr: float) -> dict:
+    return {"psnr": psnr, "ssim": psnr / 100, "mae": 0.2, "rmse": 0.25}
+
+  old = {"held_out": "ROIs1_old_1", "n": 3, "model": values(11.0), crossval.FLOOR: values(13.0)}
+  realism = {"high_frequency_ratio": 0.5, "colour_distance": 0.1, **dict.fromkeys(crossval.TRANSFER, 0.2)}
+  new = {"held_out": "ROIs1_new_2", "n": 4, "model": {**values(12.0), **realism},
+         **{floor: values(14.0) for floor in crossval.FLOORS}}
+  summary = crossval.summarize([old, new])
+  assert summary["model"]["psnr"] == {"mean": 11.5, "std": 0.5} and set(summary["model"]) == set(values(0))
+  assert summary["scene_colour"] == {} and summary[crossval.FLOOR]["psnr"]["mean"] == 13.5
+  table = crossval.format_summary({"folds": [old, new], "summary": summary, "groups": ["ROIs1_new_2", "ROIs1_old_1"]})
+  old_rows = [line for line in table.splitlines() if line.startswith("ROIs1_old_1")]
+  assert len(old_rows) == 2 and all("—" in line for line in old_rows) and "mean over 2 of 2 folds" in table
+  assert "model, mean ± std: MAE 0.2 ± 0" in table
 
 
 def test_crossval_needs_a_folder_without_split_file(demo_root, tmp_path):

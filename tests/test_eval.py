@@ -101,7 +101,7 @@ def test_outputs_follow_the_schema(workdir, tmp_path):
   for block in [result["overall"], *(c for c in result["per_class"].values()),
                 *(f["overall"] for f in result["floors"].values())]:
     assert set(block) >= set(distortion.METRICS) and all(set(block[m]) == {"mean", "std"} for m in distortion.METRICS)
-  assert set(result["floors"]) == {"mean_colour", "other_target"}
+  assert set(result["floors"]) == {"mean_colour", "other_target", "scene_colour", "image_colour"}
   assert result["floors"]["mean_colour"]["source"].startswith("training split")
   rows = (tmp_path / "step_2" / "per_image.csv").read_text().splitlines()
   assert rows[0] == "s1_path,class,psnr,ssim,mae,rmse" and len(rows) == 25

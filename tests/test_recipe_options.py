@@ -75,6 +75,16 @@ def test_few_scenes_variant_is_the_measured_lsgan_row():
   fields.validate(config)
 
 
+def test_accurate_variant_is_the_measured_regression_row():
+  """configs/pix2pix.py:accurate is the accuracy end measured by leave-one-scene-out (docs/few_scenes.md)."""
+  config = pix2pix.get_config("accurate")
+  expected = pix2pix.get_config()
+  expected.loss.lambda_gan, expected.model.init_output_mean, expected.model.ngf = 0.0, True, 32
+  assert config.to_dict() == expected.to_dict()
+  config.data.root = "somewhere"
+  fields.validate(config)
+
+
 def test_lsgan_trains_with_finite_losses():
   config = tiny_config("x", **{"loss.gan": "lsgan"})
   recipe = recipe_lib.make_recipe(config, PixelSpec())

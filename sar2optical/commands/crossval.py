@@ -10,6 +10,7 @@ from sar2optical.commands import cli
 from sar2optical.core import storage
 from sar2optical.evaluation import crossval as crossval_lib
 from sar2optical.evaluation import workflow
+from sar2optical.model import generator as generator_lib
 
 __doc__ = crossval_lib.__doc__  # the usage that --help prints: the module's own
 
@@ -29,6 +30,10 @@ def _define_flags() -> None:
   flags.DEFINE_boolean("fid", False, "Also FID and KID of each held-out group (few images: comparable only at equal "
                        "n); weights as for eval.py ($SAR2OPTICAL_FID_WEIGHTS or --fid_weights).")
   flags.DEFINE_string("fid_weights", None, "pytorch-fid's pt_inception-2015-12-05-6726825d.pth.")
+  flags.DEFINE_bool("tta", False, "Score each held-out image as the mean of the model's outputs over its 8 flips and "
+                    "rotations, as eval.py (8 times the generator calls).")
+  flags.DEFINE_integer("samples", 1, "Score each held-out image as the mean of this many dropout samples, as eval.py "
+                       "(that many times the generator calls).")
   flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -38,8 +43,10 @@ def main(argv: list[str]) -> None:
   cli.use_compilation_cache(values.workdir)
   features = workflow.FeatureOptions(fid=values.fid, lpips=values.lpips, fid_weights=values.fid_weights,
                                        lpips_backbone_weights=values.lpips_backbone_weights)
+  generator_lib.check_samples(values.samples, "--samples")
   result = crossval_lib.crossval(values.config, values.workdir, held_out=values.held_out,
-                                 batch_size=values.batch_size, features=features)
+                                 batch_size=values.batch_size, features=features,
+                                 averaging=generator_lib.Averaging(values.tta, values.samples))
   print(crossval_lib.format_summary(result))
   print(f"-> {storage.as_path(values.workdir, 'the workdir') / crossval_lib.RESULT_FILE}")
 

@@ -1,13 +1,16 @@
 r"""Scores a workdir's checkpoints with PSNR, SSIM, MAE and RMSE, per class and overall, beside floors.
 
   python eval.py --workdir=runs/pix2pix [--split=test|val|train|all] [--steps=latest|best|all|N,M]
-      [--mode=eval|train] [--data_root=DIR] [--seasons=fall] [--output_dir=DIR] [--output_json=F]
+      [--mode=eval|train] [--tta] [--samples=K] [--data_root=DIR] [--seasons=fall] [--output_dir=DIR] [--output_json=F]
       [--fid [--fid_weights=PATH] [--fid_variant=standard|sar2optical]]
       [--lpips [--lpips_net=alex|vgg] [--lpips_backbone_weights=PATH] [--lpips_weights=PATH]] [--save_images]
 
 FID/KID (pytorch-fid's Inception, torch-fidelity's KID) and LPIPS (v0.1) need local weight files:
 flags, or SAR2OPTICAL_FID_WEIGHTS, SAR2OPTICAL_FID_TORCHVISION_WEIGHTS, SAR2OPTICAL_LPIPS_WEIGHTS
 (default: the installed lpips package's), SAR2OPTICAL_LPIPS_BACKBONE_WEIGHTS. Nothing is downloaded.
+
+--tta and --samples score the mean of each image's outputs over its 8 flips and rotations and over K
+dropout samples (8 and K times the generator calls), as predict.py's flags of those names.
 
 The config, pixel mapping and split come from the workdir. Results go to stdout and to
 OUTPUT_DIR/step_N/{metrics.json,per_image.csv,grid.png} (default WORKDIR/eval/step_N/).
@@ -20,6 +23,7 @@ from absl import flags
 
 from sar2optical.commands import cli
 from sar2optical.evaluation import workflow
+from sar2optical.model import generator as generator_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/ and split.json.")
 _DATA_ROOT = flags.DEFINE_string("data_root", None, "SEN1-2 folder (Kaggle layout or flat s1/+s2/); default: the "
@@ -37,6 +41,11 @@ _MODE = flags.DEFINE_enum("mode", "eval", ["eval", "train"], "eval: running Batc
                           "original's default); train: batch statistics and dropout, as the pix2pix authors test.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Images per jit-compiled batch (recorded in the output).",
                                    lower_bound=1)
+_TTA = flags.DEFINE_bool("tta", False, "Test-time augmentation: each generated image is the mean over its 8 flips "
+                         "and rotations (8 times the generator calls; recorded in the output).")
+_SAMPLES = flags.DEFINE_integer("samples", 1, "Each generated image is the mean of this many dropout samples (more "
+                                "than 1: dropout on, in eval mode too; that many times the generator calls, 8 times "
+                                "more with --tta; recorded in the output).")
 _GRID_PAIRS = flags.DEFINE_integer("grid_pairs", 8, "Pairs shown in grid.png.", lower_bound=0)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where step_N/ folders go; default WORKDIR/eval.")
 _OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Also write the results here: the metrics of one step, "
@@ -67,6 +76,8 @@ flags.mark_flag_as_required("workdir")
 
 def main(argv: list[str]) -> None:
   del argv
+  generator_lib.check_samples(_SAMPLES.value, "--samples")
+  averaging = generator_lib.Averaging(_TTA.value, _SAMPLES.value)
   results = workflow.evaluate(_WORKDIR.value, data_root=_DATA_ROOT.value, split=_SPLIT.value, steps=_STEPS.value,
                                 batch_size=_BATCH_SIZE.value, mode=_MODE.value, output_dir=_OUTPUT_DIR.value,
                                 grid_pairs=_GRID_PAIRS.value, data_source=_DATA_SOURCE.value,
@@ -78,8 +89,10 @@ def main(argv: list[str]) -> None:
                                     lpips_weights_sha256=_LPIPS_WEIGHTS_SHA256.value,
                                     lpips_backbone_weights=_LPIPS_BACKBONE.value,
                                     lpips_backbone_weights_sha256=_LPIPS_BACKBONE_SHA256.value),
-                                save_images=_SAVE_IMAGES.value, seasons=_SEASONS.value)
+                                save_images=_SAVE_IMAGES.value, seasons=_SEASONS.value, averaging=averaging)
   for result in results:
+    if averaging.on:
+      print(f"averaging: {averaging.describe()}")
     print(workflow.format_table(result))
     print(f"{result['images_per_second']:.1f} images/s")
   if len(results) > 1:

@@ -9,7 +9,8 @@ blended, so each output has its input's height and width. GeoTIFF inputs give Ge
 same georeferencing, other inputs PNGs (--output_format). Folders are read recursively and
 mirrored under --output. Existing outputs are skipped unless --overwrite. Exits 1 if any input
 failed; when the output disk fills up, no further input starts and it exits 2 with one line saying
-how much space the rest needs.
+how much space the rest needs. --tta and --samples average each tile's output over flips and rotations
+and over dropout samples, at 8 and K times the generator calls.
 """
 
 import sys
@@ -22,6 +23,7 @@ from sar2optical.commands import cli
 from sar2optical.core import storage
 from sar2optical.core.errors import CheckpointError, ConfigError, DiskFull
 from sar2optical.inference import tile_engine
+from sar2optical.model import generator as generator_lib
 from sar2optical.model.pixels import SAR_UNITS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
@@ -45,6 +47,11 @@ _OVERLAP = flags.DEFINE_float("overlap", 0.25, "Fraction of a tile's side shared
                               lower_bound=0.0, upper_bound=0.75)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Tiles per batch.", lower_bound=1)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace existing outputs instead of skipping them.")
+_TTA = flags.DEFINE_bool("tta", False, "Test-time augmentation: each tile's output is the mean over its 8 flips and "
+                         "rotations (8 times the generator calls).")
+_SAMPLES = flags.DEFINE_integer("samples", 1, "Each tile's output is the mean of this many dropout samples (more "
+                                "than 1: dropout on, in eval mode too; that many times the generator calls, 8 times "
+                                "more with --tta).")
 flags.mark_flags_as_required(["input", "output"])
 flags.mark_flags_as_mutual_exclusive(["workdir", "checkpoint"], required=True)
 
@@ -64,8 +71,9 @@ def _model_path() -> str:
 
 def main(argv: list[str]) -> None:
   del argv
-  translator = sar2optical.load(_model_path(), _STEP.value, mode=_MODE.value,
-                                overlap=_OVERLAP.value, batch_size=_BATCH_SIZE.value)
+  generator_lib.check_samples(_SAMPLES.value, "--samples")
+  translator = sar2optical.load(_model_path(), _STEP.value, mode=_MODE.value, overlap=_OVERLAP.value,
+                                batch_size=_BATCH_SIZE.value, tta=_TTA.value, samples=_SAMPLES.value)
   summary = translator.translate_files(
       _INPUT.value, _OUTPUT.value, output_format=_OUTPUT_FORMAT.value, overwrite=_OVERWRITE.value,
       sar_units=_SAR_UNITS.value, db_min=_DB_MIN.value, db_max=_DB_MAX.value, band=_BAND.value)

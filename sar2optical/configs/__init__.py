@@ -1,5 +1,6 @@
 """The packaged configs, `get_config()` each: `pix2pix` (the original's setup; `pix2pix:paper` adds the
-paper's augmentation, `pix2pix:few_scenes` the few-scene recipe) and `quickstart` (a short
+paper's augmentation, `pix2pix:few_scenes` and `pix2pix:accurate` the few-scene recipes, realism or
+accuracy first) and `quickstart` (a short
 CPU run). The repository's `configs/*.py` are their documented, runnable paths; an installed toolkit
 also takes them by name: `--config=quickstart`.
 """
@@ -9,7 +10,7 @@ from collections.abc import Sequence
 
 NAMES = ("pix2pix", "quickstart")
 #: What --config takes by name: each packaged config, with its variants.
-CHOICES = ("pix2pix", "pix2pix:paper", "pix2pix:few_scenes", "quickstart")
+CHOICES = ("pix2pix", "pix2pix:paper", "pix2pix:few_scenes", "pix2pix:accurate", "quickstart")
 _FOLDER = pathlib.Path(__file__).resolve().parent
 
 

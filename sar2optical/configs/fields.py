@@ -21,12 +21,14 @@ CHOICES = {
     "loss.gan": losses.GAN_LOSSES,
     "model.disc_scales": (1, 2, 3),
     "model.disc_spectral_norm": (False, True),
+    "model.init_output_mean": (False, True),
 }
 #: The fields that fix the state's variables: a checkpoint fits a config only if these agree.
 NETWORK_FIELDS = ("model.in_channels", "model.levels", "model.upsampling", "model.disc", "model.disc_layers",
-                  "model.disc_scales", "model.disc_spectral_norm", "model.ema_decay")
+                  "model.disc_scales", "model.disc_spectral_norm", "model.ema_decay", "model.ngf")
 POSITIVE_INTS = ("image_size", "batch_size", "num_train_steps", "log_every_steps", "checkpoint_every_steps",
-                 "sample_every_steps", "keep_checkpoints", "model.levels", "model.disc_layers", "eval_batch_size")
+                 "sample_every_steps", "keep_checkpoints", "model.levels", "model.disc_layers", "eval_batch_size",
+                 "model.ngf", "loss.lowfreq_pool")
 #: Fields that name a local file or folder (`storage.local_path`), and those that may name a gs:// one too.
 PATH_FIELDS = ("data.tfds_data_dir",)
 CLOUD_PATH_FIELDS = ("data.root", "data.split_file", "init_from")
@@ -77,11 +79,24 @@ def default_config() -> ml_collections.ConfigDict:
   config.model.disc_scales = 1  # PatchGANs on the input at 1, 1/2, 1/4 of its size (pix2pixHD: 2 or 3)
   config.model.disc_spectral_norm = False  # spectral normalisation of every PatchGAN conv (Miyato et al. 2018)
   config.model.ema_decay = 0.0  # > 0: eval/predict/export use an EMA of G's parameters and BatchNorm statistics
+  # G's base width: encoder widths min(ngf·2^i, 8·ngf), the last decoder block ngf (64: the original's); other
+  # widths have no PyTorch equivalent (no --format=torch export)
+  config.model.ngf = 64
+  # True: a new run's G outputs the training optical images' mean colour at first (head conv kernel 0, bias atanh of
+  # that colour, from a seeded sample of at most 1,000 training pairs), so that early training only adds structure
+  config.model.init_output_mean = False
 
   config.loss = ml_collections.ConfigDict()
   config.loss.lambda_l1 = 100.0  # weight of the L1 term in the generator's loss
   config.loss.gan = "bce"  # bce (the original's) | lsgan | hinge
   config.loss.lambda_feat_match = 0.0  # weight of pix2pixHD's discriminator feature-matching loss (it uses 10)
+  # weight of G's adversarial loss; 0 (and lambda_feat_match 0): pure regression, the pix2pix paper's "L1 only"
+  # (D is never run, its variables stay as initialised)
+  config.loss.lambda_gan = 1.0
+  # weight of the low-frequency L2, mean((avgpool(fake) − avgpool(target))²): pulls local means towards the target's
+  # (which PSNR rewards; L1's optimum is the median)
+  config.loss.lambda_lowfreq = 0.0
+  config.loss.lowfreq_pool = 8  # window and stride of that pooling; with lambda_lowfreq > 0, it must divide image_size
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.learning_rate = 2e-4  # Adam's learning rate, one Adam per network
@@ -179,8 +194,8 @@ def validate(config: ml_collections.ConfigDict, num_data_shards: int = 1, *, req
       check = storage.as_path if name in CLOUD_PATH_FIELDS else storage.local_path
       check(field(config, name), f"config.{name}:")
   levels = config.model.levels
-  if levels > len(networks.UNET_WIDTHS):
-    raise ConfigError(f"config.model.levels: at most {len(networks.UNET_WIDTHS)}, got {levels}")
+  if levels > networks.MAX_LEVELS:
+    raise ConfigError(f"config.model.levels: at most {networks.MAX_LEVELS}, got {levels}")
   if config.image_size % 2**levels:
     raise ConfigError(f"config.image_size: {config.image_size} is not a multiple of 2**model.levels = {2**levels}")
   if config.model.disc == "patch" and networks.patch_logits_size(config.image_size, config.model.disc_layers) < 1:
@@ -207,9 +222,13 @@ def validate(config: ml_collections.ConfigDict, num_data_shards: int = 1, *, req
                       f"({smallest}² input, {config.model.disc_layers} layers) no output")
   if not 0.0 <= config.model.ema_decay < 1.0:
     raise ConfigError(f"config.model.ema_decay: must be in [0, 1) (0: no average), got {config.model.ema_decay!r}")
-  for name in ("optimizer.learning_rate", "loss.lambda_l1", "loss.lambda_feat_match"):
+  for name in ("optimizer.learning_rate", "loss.lambda_l1", "loss.lambda_feat_match", "loss.lambda_gan",
+               "loss.lambda_lowfreq"):
     if not field(config, name) >= 0:
       raise ConfigError(f"config.{name}: must be non-negative, got {field(config, name)!r}")
+  if config.loss.lambda_lowfreq and config.image_size % config.loss.lowfreq_pool:
+    raise ConfigError(f"config.loss.lowfreq_pool: image_size {config.image_size} is not a multiple of "
+                      f"{config.loss.lowfreq_pool} (needed with loss.lambda_lowfreq > 0)")
   for name in ("optimizer.b1", "optimizer.b2"):
     if not 0.0 <= field(config, name) < 1.0:
       raise ConfigError(f"config.{name}: must be in [0, 1), got {field(config, name)!r}")

@@ -26,9 +26,9 @@ from sar2optical.core import storage
 from sar2optical.core.errors import CheckpointDeleted, CheckpointError, ConfigError, DataError
 from sar2optical.data import resolve, sources
 from sar2optical.inference import tile_engine
-from sar2optical.inference.restore import Mode, TrainedGenerator, load_generator
-from sar2optical.metrics import distortion, feature_collector, feature_weights
-from sar2optical.metrics.scoring import Evaluator, Scores
+from sar2optical.inference.restore import NO_AVERAGING, Averaging, Mode, TrainedGenerator, load_generator
+from sar2optical.metrics import distortion, feature_collector, feature_weights, realism
+from sar2optical.metrics.scoring import DIAGNOSTIC_FLOORS, Evaluator, Scores
 from sar2optical.training.log import pair_grid
 
 _REMEDY = "free space there (or pass another --output_dir) and run the same command again"
@@ -49,10 +49,11 @@ def parse_steps(steps: str, available: Sequence[int]) -> list[int | str]:
 
 
 def training_mean_colour(evaluator: Evaluator, workdir: pathlib.Path, train_source: sources.PairSource | None,
-                         eval_source: sources.PairSource) -> tuple[np.ndarray, str]:
-  """The mean training colour (cached in WORKDIR/eval/), or the evaluated pairs' when the training pairs are absent."""
+                         scene_colour: np.ndarray) -> tuple[np.ndarray, str]:
+  """The mean training colour (cached in WORKDIR/eval/), or `scene_colour` (the evaluated pairs') when the
+  training pairs are absent."""
   if train_source is None:
-    return evaluator.mean_colour(eval_source), "evaluated pairs (the training pairs are not there)"
+    return scene_colour, "evaluated pairs (the training pairs are not there)"
   source = f"training split ({train_source.description})"
   cache = workdir / "eval" / "mean_train_colour.json"
   cached = json.loads(cache.read_text()) if cache.exists() else {}
@@ -104,13 +105,16 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
              steps: str = "latest", batch_size: int = 8, mode: Mode = "eval", output_dir: str | None = None,
              grid_pairs: int = 8, data_source: str = "folder", tfds_data_dir: str = "",
              tfds_config: str = "pixels", features: FeatureOptions = FeatureOptions(),
-             save_images: bool = False, seasons: str | None = None) -> list[dict]:
+             save_images: bool = False, seasons: str | None = None,
+             averaging: Averaging = NO_AVERAGING) -> list[dict]:
   """Evaluates each requested checkpoint of `workdir`; writes metrics.json, per_image.csv and grid.png per step.
 
   The pairs are a split of a folder (`data_root`, default the config's) per WORKDIR/split.json, or
   with `data_source="tfds"` a split of the sen1_2 TFDS build in `tfds_data_dir`. With `features`,
   FID/KID and LPIPS too; with `save_images`, the generated images in step_N/images/ (s1 paths) and
   the targets' paths in step_N/targets.txt. `seasons` (e.g. "fall") replaces the config's data.seasons.
+  `averaging` makes each generated image a mean (flips and rotations, dropout samples), as predict.py's --tta
+  and --samples; it is recorded in metrics.json.
   """
   networks = feature_networks(features) if features.fid or features.lpips else None
   workdir = storage.as_path(workdir, "the workdir")
@@ -127,7 +131,7 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
   # One event file per eval run: a bucket's object cannot be appended to by two writers.
   with SummaryWriter(os.fspath(workdir / "tensorboard")) as tensorboard:
     for step in requested:
-      generator = load_unless_deleted(workdir, step, mode)
+      generator = load_unless_deleted(workdir, step, mode, averaging)
       if generator is None:
         continue
       evaluator = evaluator_for(generator, batch_size, evaluator)
@@ -153,12 +157,14 @@ def evaluate(workdir: str | pathlib.Path, *, data_root: str | None = None, split
   return results
 
 
-def load_unless_deleted(workdir: pathlib.Path, step: int | str, mode: Mode) -> TrainedGenerator | None:
-  """The generator of `step`; None (logged) when the training run's retention deleted that listed step while
-  eval ran; for 'latest', the newer latest when the one being read was deleted (training moved on)."""
+def load_unless_deleted(workdir: pathlib.Path, step: int | str, mode: Mode,
+                        averaging: Averaging = NO_AVERAGING) -> TrainedGenerator | None:
+  """The generator of `step` (in `mode`, with `averaging`); None (logged) when the training run's retention
+  deleted that listed step while eval ran; for 'latest', the newer latest when the one being read was deleted
+  (training moved on)."""
   while True:
     try:
-      return load_generator(workdir, step, mode)
+      return load_generator(workdir, step, mode, averaging)
     except CheckpointError as error:
       if step == "latest":
         if isinstance(error, CheckpointDeleted):
@@ -172,20 +178,22 @@ def load_unless_deleted(workdir: pathlib.Path, step: int | str, mode: Mode) -> T
 
 
 def evaluator_for(generator: TrainedGenerator, batch_size: int, previous: Evaluator | None) -> Evaluator:
-  """`previous` when it scores the same network, pixel mapping, fit and mode as `generator` needs, else a new one:
+  """`previous` when it scores the same network, pixel mapping, fit, mode and averaging as `generator` needs, else a
+  new one:
   eval --steps=all compiles once, not once a step (bench/soak.py: 6.8 → 0.43 s, +0.43 → +0.13 MB RSS a step).
 
   A crop-fit model is scored as predict.py translates (`tile_engine.TiledTranslation`, `batch_size` tiles a call).
   """
   tiled = tile_engine.scoring_translation(generator, batch_size)
   wanted = (generator.network, generator.pixels, generator.image_size, generator.in_channels,
-            batch_size, generator.mode, generator.config.seed, tiled is not None)
+            batch_size, generator.mode, generator.config.seed, tiled is not None, generator.averaging)
   if previous is not None and wanted == (previous.network, previous.pixels, previous.image_size,
                                          previous.in_channels, previous.batch_size, previous.mode, previous.seed,
-                                         previous.tiled is not None):
+                                         previous.tiled is not None, previous.averaging):
     return previous
   return Evaluator(generator.network, generator.pixels, image_size=generator.image_size, in_channels=generator.in_channels,
-                   batch_size=batch_size, mode=generator.mode, seed=generator.config.seed, tiled=tiled)
+                   batch_size=batch_size, mode=generator.mode, seed=generator.config.seed, tiled=tiled,
+                   averaging=generator.averaging)
 
 
 def evaluate_step(generator: TrainedGenerator, workdir: pathlib.Path, run_data: resolve.RunData, split: str, *,
@@ -194,8 +202,10 @@ def evaluate_step(generator: TrainedGenerator, workdir: pathlib.Path, run_data: 
                   data_root: storage.Path | None = None) -> tuple[dict, Scores, list[str], list[str]]:
   """metrics.json's content, the per-image scores, and the pairs' s1 paths and classes, for one generator.
 
-  With `networks`, LPIPS joins the per-image metrics (model and floors) and FID/KID entries join the
-  overall and per-class ones; with `images_dir`, the generated images are saved there as PNG.
+  With `networks`, LPIPS joins the per-image metrics (model and the mean_colour and other_target floors) and
+  FID/KID entries join the overall and per-class ones; with `images_dir`, the generated images are saved there as
+  PNG. `realism` (model and floors) and `transfer` (the model's, beyond the mean training colour) are gathered in
+  the same pass (`metrics.realism`).
   """
   eval_source = resolve.in_name_order(run_data.source(split))
   if not len(eval_source):
@@ -205,23 +215,34 @@ def evaluate_step(generator: TrainedGenerator, workdir: pathlib.Path, run_data: 
     train_source = run_data.source("train") if run_data.size("train") else None
   except DataError:  # another data root, without the training pairs
     train_source = None
-  mean_colour, colour_source = training_mean_colour(evaluator, workdir, train_source, eval_source)
+  scene_colour = evaluator.mean_colour(eval_source)
+  mean_colour, colour_source = training_mean_colour(evaluator, workdir, train_source, scene_colour)
   names, labels = zip(*(eval_source.name_and_label(i) for i in range(len(eval_source))))
   collector = (feature_collector.FeatureCollector(len(eval_source), networks.inception, networks.lpips,
                                         np.round(mean_colour * 255)) if networks else None)
-  sinks = [sink for sink in (collector, image_saver(images_dir, names) if images_dir else None) if sink]
+  set_measures = realism.Collector(mean_colour, scene_colour)
+  sinks = [sink for sink in (collector, set_measures, image_saver(images_dir, names) if images_dir else None) if sink]
+
+  def on_batch(*batch) -> None:
+    for sink in sinks:
+      sink(*batch)
+
   start = time.perf_counter()
   scores = evaluator.score(generator.g_params, generator.g_stats, eval_source, mean_colour=mean_colour,
-                           grid_pairs=grid_pairs, progress_label=f"step {generator.step}",
-                           on_batch=(lambda *batch: [sink(*batch) for sink in sinks]) if sinks else None)
+                           scene_colour=scene_colour, grid_pairs=grid_pairs, progress_label=f"step {generator.step}",
+                           on_batch=on_batch)
   if collector:
     add_lpips(scores, collector)
   seconds = time.perf_counter() - start
   floors = {name: distortion.aggregate(values, labels) for name, values in scores.floors.items()}
   if "mean_colour" in floors:
     floors["mean_colour"].update(mean_colour_rgb=mean_colour.tolist(), source=colour_source)
-  result = {"step": generator.step, "mode": generator.mode, "split": split, **distortion.aggregate(scores.model, labels),
-            "floors": floors, "batch_size": evaluator.batch_size, "data": eval_source.description,
+    floors["scene_colour"].update(mean_colour_rgb=scene_colour.tolist(), description=_FLOOR_MEANING["scene_colour"])
+    floors["image_colour"].update(description=_FLOOR_MEANING["image_colour"])
+  result = {"step": generator.step, "mode": generator.mode, "averaging": dataclasses.asdict(generator.averaging),
+            "split": split, **distortion.aggregate(scores.model, labels),
+            "floors": floors, "realism": set_measures.realism(), "transfer": set_measures.transfer.to_json(),
+            "batch_size": evaluator.batch_size, "data": eval_source.description,
             "images_per_second": len(eval_source) / seconds, "config": generator.config.to_dict()}
   if collector:
     partner = distortion.derangement(len(labels), generator.config.seed) if scores.floors else None
@@ -233,12 +254,14 @@ def evaluate_step(generator: TrainedGenerator, workdir: pathlib.Path, run_data: 
 
 
 def add_lpips(scores: Scores, collector: feature_collector.FeatureCollector) -> None:
-  """LPIPS as one more per-image metric of the model and of the floors."""
+  """LPIPS as one more per-image metric of the model and of the floors the collector scores (not the diagnostic
+  ones)."""
   if collector.lpips is None:
     return
   scores.model["lpips"] = collector.lpips_values["model"]
   for floor, values in scores.floors.items():
-    values["lpips"] = collector.lpips_values[floor]
+    if floor in collector.lpips_values:
+      values["lpips"] = collector.lpips_values[floor]
 
 
 def add_set_distances(result: dict, set_distances: dict) -> None:
@@ -305,7 +328,8 @@ def write_tensorboard(writer: SummaryWriter, result: dict) -> None:
 
 
 def format_table(result: dict) -> str:
-  """Rows per class and overall (mean ± std; FID and KID values when computed), then the floors' overall rows."""
+  """Rows per class and overall (mean ± std; FID and KID values when computed), then the floors' overall rows, then
+  the realism and transfer block (`realism_rows`)."""
   per_image = [m for m in (*distortion.METRICS, "lpips") if m in result["overall"]]
   per_set = [m for m in ("fid", "kid") if m in result["overall"]]
   header = (f"{'':<22}{'n':>5}" + "".join(f"{m.upper():>18}" for m in per_image)
@@ -323,7 +347,8 @@ def format_table(result: dict) -> str:
   rows += [row(label, entry) for label, entry in result["per_class"].items()]
   rows.append(row("overall", {"n": result["n"], **result["overall"]}))
   for name, floor in result["floors"].items():
-    rows.append(row(f"floor: {name}", {"n": floor["n"], **floor["overall"]}))
+    rows.append(row(_floor_label(name), {"n": floor["n"], **floor["overall"]}))
+  rows += realism_rows(result)
   warnings = sorted({w for entry in (result["overall"], *result["per_class"].values()) for m in per_set
                      for w in entry.get(m, {}).get("warnings", [])})
   rows += [f"warning: {w}" for w in warnings]
@@ -331,11 +356,39 @@ def format_table(result: dict) -> str:
   return "\n".join(rows)
 
 
+def _floor_label(name: str) -> str:
+  return f"floor: {name}" + ("*" if name in DIAGNOSTIC_FLOORS else "")
+
+
+def _number(value: float | None, width: int, digits: int = 4) -> str:
+  return f"{'—' if value is None else format(value, f'.{digits}f'):>{width}}"
+
+
+def realism_rows(result: dict) -> list[str]:
+  """The high-frequency ratio and colour distance of the model and the floors, the model's transfer beyond the mean
+  training colour, and what the starred floors are; none for a result without them."""
+  if "realism" not in result:
+    return []
+  rows = [f"{'realism':<22}{'HF ratio':>10}{'colour W1':>11}"]
+  rows += [f"{'model' if owner == 'model' else _floor_label(owner):<22}"
+           f"{_number(entry['high_frequency_ratio'], 10)}{_number(entry['colour_distance'], 11)}"
+           for owner, entry in result["realism"].items()]
+  correlation = result["transfer"]["correlation"]
+  rows.append("transfer beyond the mean training colour: correlation " + "  ".join(
+      f"{channel.upper()} {_number(correlation[channel], 0, 3)}" for channel in (*realism.CHANNELS, "mean"))
+      + f"; variance explained {_number(result['transfer']['variance_explained'], 0, 3)}")
+  if any(name in DIAGNOSTIC_FLOORS for name in result["floors"]):
+    rows.append("* diagnostics, not baselines: they see the scored targets' colours; a model is expected under them")
+  return rows
+
+
 def under_floors(result: dict) -> list[str]:
-  """A line for each floor whose overall PSNR or SSIM the model's does not beat: it translates no better than that
-  constant or unrelated image."""
+  """A line for each baseline floor whose overall PSNR or SSIM the model's does not beat: it translates no better
+  than that constant or unrelated image. The diagnostic floors, which see the targets' colours, get none."""
   remarks = []
   for name, floor in result["floors"].items():
+    if name in DIAGNOSTIC_FLOORS:
+      continue
     lower = [metric.upper() for metric in ("psnr", "ssim")
              if metric in floor["overall"] and result["overall"][metric]["mean"] <= floor["overall"][metric]["mean"]]
     if lower:
@@ -345,4 +398,9 @@ def under_floors(result: dict) -> list[str]:
 
 
 _FLOOR_MEANING = {"mean_colour": "painting every pixel the mean training colour",
-                  "other_target": "showing another pair's optical image"}
+                  "other_target": "showing another pair's optical image",
+                  "scene_colour": "diagnostic, not a baseline: a constant image of the scored pairs' own mean colour "
+                                  "(it sees the targets)",
+                  "image_colour": "diagnostic, not a baseline: each target's own mean colour as a constant image "
+                                  "(it sees the target): the error left is what remains once the colour shift of "
+                                  "each whole image, which SAR cannot explain, is removed"}

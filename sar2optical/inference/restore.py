@@ -18,7 +18,7 @@ import numpy as np
 from sar2optical.checkpoints import manager
 from sar2optical.checkpoints.metadata import config_from_metadata, pixel_scale_of
 from sar2optical.model import generator as generator_lib
-from sar2optical.model.generator import Mode
+from sar2optical.model.generator import NO_AVERAGING, Averaging, Mode
 from sar2optical.model.pixels import PixelSpec
 
 
@@ -29,6 +29,7 @@ class TrainedGenerator:
   `g_params` and `g_stats` are the EMA of G's when the run kept one (`model.ema_decay` > 0). Train mode
   uses a fixed dropout key (the config's seed), so its results are reproducible for a given batch.
   `pixel_scale`: input pixels per model pixel that it learned (`checkpoints.metadata`); tiles are resampled by it.
+  `averaging`: what its outputs are the mean of (flips and rotations, dropout samples); off by default.
   """
   config: ml_collections.ConfigDict
   pixels: PixelSpec
@@ -38,10 +39,11 @@ class TrainedGenerator:
   g_stats: Any
   mode: Mode = "eval"
   pixel_scale: float = 1.0
+  averaging: Averaging = NO_AVERAGING
 
   @functools.cached_property
   def _forward(self) -> generator_lib.Forward:
-    return generator_lib.jit_forward(self.network, self.pixels, self.mode, self.config.seed)
+    return generator_lib.jit_forward(self.network, self.pixels, self.mode, self.config.seed, self.averaging)
 
   def __call__(self, sar: np.ndarray) -> jax.Array:
     """uint8 SAR (B, S, S, in_channels) → generator output in the model range."""
@@ -57,10 +59,12 @@ class TrainedGenerator:
     return self.config.model.in_channels
 
   def describe(self) -> dict[str, Any]:
-    """What an exported artifact's sidecar says of its generator: step, size, channels, pixels, scale, mode, model."""
+    """What an exported artifact's sidecar says of its generator: step, size, channels, pixels, scale, mode, model;
+    and its averaging, when on."""
+    averaging = {"averaging": dataclasses.asdict(self.averaging)} if self.averaging.on else {}
     return {"step": self.step, "image_size": self.image_size, "in_channels": self.in_channels,
             "pixels": self.pixels.to_dict(), "pixel_scale": self.pixel_scale, "mode": self.mode,
-            "model": self.config.model.to_dict()}
+            "model": self.config.model.to_dict(), **averaging}
 
 
 def abstract_variables(network: nn.Module, image_size: int, in_channels: int) -> dict[str, Any]:
@@ -74,8 +78,10 @@ def abstract_variables(network: nn.Module, image_size: int, in_channels: int) ->
                       {"params": shapes["params"], "batch_stats": shapes.get("batch_stats", {})})
 
 
-def load_generator(workdir: str | pathlib.Path, step: str | int = "latest", mode: Mode = "eval") -> TrainedGenerator:
-  """Restores the generator of `step` ('latest', 'best' or a number) with its config, pixel mapping and scale.
+def load_generator(workdir: str | pathlib.Path, step: str | int = "latest", mode: Mode = "eval",
+                   averaging: Averaging = NO_AVERAGING) -> TrainedGenerator:
+  """Restores the generator of `step` ('latest', 'best' or a number) with its config, pixel mapping and scale,
+  to run in `mode` with `averaging`.
 
   Its variables are the EMA of G when the run kept one (its config's `model.ema_decay` > 0, saved in the
   checkpoint's metadata), else G's own; nothing else of the training state is read.
@@ -96,4 +102,4 @@ def load_generator(workdir: str | pathlib.Path, step: str | int = "latest", mode
   finally:
     checkpoints.close()
   return TrainedGenerator(config, pixels, step, network, restored["params"], restored["batch_stats"], mode,
-                          pixel_scale_of(metadata))
+                          pixel_scale_of(metadata), averaging)

@@ -4,6 +4,7 @@
   translator = sar2optical.load("runs/pix2pix")      # a workdir, a step directory or an exported artifact
   rgb = translator.translate(sar)                    # numpy (H, W) or (H, W, C) → uint8 (H, W, 3)
   translator.translate_file("scene_VV.tif", "out/scene.tif", sar_units="linear")
+  sar2optical.load("runs/pix2pix", tta=True, samples=4)   # each tile the mean of 8 × 4 generator outputs
 
 Every method runs predict.py's code path (`tile_engine`): the same tiles, blending and masking, so an
 array gives the bytes predict.py writes for a file of it. predict.py itself is built on `Translator`.
@@ -18,7 +19,7 @@ from sar2optical.checkpoints import manager
 from sar2optical.core import storage
 from sar2optical.core.errors import CheckpointError, ConfigError, DataError
 from sar2optical.inference import artifact, raster, tile_engine
-from sar2optical.inference.restore import Mode, load_generator
+from sar2optical.inference.restore import Mode, TrainedGenerator, load_generator
 from sar2optical.model import generator as generator_lib
 from sar2optical.model.pixels import SarScaling
 
@@ -61,12 +62,18 @@ class Translator:
     """The side of the tiles the generator translates."""
     return self.generator.image_size
 
+  @property
+  def averaging(self) -> generator_lib.Averaging:
+    """What each tile's output is the mean of (`load`'s tta and samples); an exported artifact's: off."""
+    return self.generator.averaging if isinstance(self.generator, TrainedGenerator) else generator_lib.NO_AVERAGING
+
   def __repr__(self) -> str:
     source = "an exported artifact" if isinstance(self.generator, artifact.ExportedGenerator) else "a checkpoint"
     side = tile_engine.tile_side(self.generator)
     tiles = f"{self.image_size}² tiles" + (f" (each {side}² input pixels resampled)" if side != self.image_size else "")
+    averaging = f"; averaging: {self.averaging.describe()}" if self.averaging.on else ""
     return (f"<Translator: step {self.step}, {tiles} ({source}); SAR in sar_units uint8 (default), "
-            f"linear or db, uint8 RGB out; overlap {self.overlap}, batch_size {self.batch_size}>")
+            f"linear or db, uint8 RGB out; overlap {self.overlap}, batch_size {self.batch_size}{averaging}>")
 
   def options(self, sar: SarOptions, output_format: str = "auto", overwrite: bool = False) -> tile_engine.Options:
     """predict.py's options for this translator."""
@@ -114,24 +121,28 @@ class Translator:
 
 
 def load(path: str | pathlib.Path, step: str | int = "latest", *, mode: Mode = "eval", overlap: float = 0.25,
-         batch_size: int = 8) -> Translator:
+         batch_size: int = 8, tta: bool = False, samples: int = 1) -> Translator:
   """A `Translator` for a workdir (at `step`), a step directory WORKDIR/checkpoints/<step>, or an exported
-  StableHLO artifact (F with F.json beside it; eval mode only).
+  StableHLO artifact (F with F.json beside it; eval mode only, without averaging).
 
+  `tta`: each tile the mean of the generator's outputs over its 8 flips and rotations (8 times the generator
+  calls); `samples` K > 1: the mean of K dropout samples (K times the calls; Monte Carlo dropout in eval mode).
   Raises CheckpointError naming the path when it is none of these or cannot be restored.
   """
   path = storage.as_path(path, "the model")
   generator_lib.check_batch(batch_size, mode, "batch_size")
+  averaging = generator_lib.Averaging(tta, samples)
   if path.is_file():
-    if mode != "eval" or step != "latest":
-      raise ConfigError(f"{path}: an exported artifact has one step and runs in eval mode only")
+    if mode != "eval" or step != "latest" or averaging.on:
+      raise ConfigError(f"{path}: an exported artifact has one step and runs in eval mode only, without averaging "
+                        "(tta, samples)")
     generator = artifact.ExportedGenerator(path)
   elif manager.is_step_dir(path):
     if step != "latest":
       raise ConfigError(f"{path} is the step directory of step {path.name}: do not pass step={step!r} as well")
-    generator = load_generator(storage.resolved(path).parent.parent, int(path.name), mode)
+    generator = load_generator(storage.resolved(path).parent.parent, int(path.name), mode, averaging)
   elif path.is_dir():
-    generator = load_generator(path, step, mode)
+    generator = load_generator(path, step, mode, averaging)
   else:
     raise CheckpointError(f"{path} is not a workdir, a step directory WORKDIR/checkpoints/<step> or an exported "
                           "artifact")

@@ -11,7 +11,9 @@ checkpoint's step), so the original's networks take them with `load_state_dict(s
 metadata hold `format: pt` and, under `sar2optical`, the step, image size, channels, pixel mapping and
 model fields. Writing `.pth` needs torch: without it the safetensors are written and the error says so.
 A run with a discriminator the original has no names for (the pixel one, several scales, spectral
-norm) exports the generator only, saying why. A run that keeps an EMA of G exports the average as `gen`.
+norm) exports the generator only, saying why; one whose generator has other widths (`model.ngf` ≠ 64)
+has no state_dict of the original's at all and is refused. A run that keeps an EMA of G exports the
+average as `gen`.
 """
 
 import collections
@@ -58,9 +60,11 @@ def state_dicts(workdir: str | pathlib.Path, step: str | int = "latest") -> tupl
   """The generator of `step` and the original's state_dicts of its networks: {"gen": ..., "disc": ...}.
 
   "disc" is absent for a discriminator the original has no names for (`discriminator_unlike_original`).
+  Raises ConfigError naming `config.model.ngf` for a generator of other widths than the original's.
   """
   generator, state = load_state(workdir, step)
   model = generator.config.model
+  check_generator_like_original(model, f"--format=torch: {workdir}")
   result = {"gen": torch_names.to_torch({"params": generator.g_params, "batch_stats": generator.g_stats},
                                     batches_tracked=generator.step)}
   unlike_original = discriminator_unlike_original(model)
@@ -71,6 +75,14 @@ def state_dicts(workdir: str | pathlib.Path, step: str | int = "latest") -> tupl
     result["disc"] = torch_names.to_torch({"params": state.d_params, "batch_stats": state.d_stats}, model.disc_layers,
                                       generator.step)
   return generator, result
+
+
+def check_generator_like_original(model: ml_collections.ConfigDict, what: str) -> None:
+  """ConfigError naming `config.model.ngf` (and `what`) when the generator's widths are not the original's."""
+  if model.ngf != torch_names.ORIGINAL_NGF:
+    raise ConfigError(f"{what}: config.model.ngf is {model.ngf}, the original's generator has "
+                      f"{torch_names.ORIGINAL_NGF}: no state_dict of the original's fits it (export "
+                      "--format=stablehlo or onnx instead)")
 
 
 def discriminator_unlike_original(model: ml_collections.ConfigDict) -> str:

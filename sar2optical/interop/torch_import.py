@@ -7,8 +7,9 @@ The `.pth` state_dicts are read without torch and without executing pickled code
 `.safetensors` file (as `--format=torch` exports beside each `.pth`) is read with `safetensors.numpy`.
 The generator's depth and SAR channels come from its keys (the original trained on 3-channel SAR);
 its upsampling variant's keys do not say whether it resized by nearest or bilinear, so
-`--upsampling` must. The workdir gets `checkpoints/0/` (both networks, fresh optimizer states, the
-pixel mapping uint8 ↔ [-1, 1] of the original's Normalize(0.5, 0.5)), `config.json`, and with
+`--upsampling` must; a generator of other widths than the original's (`model.ngf` 64) is refused. The
+workdir gets `checkpoints/0/` (both networks, fresh optimizer states, the pixel mapping uint8 ↔ [-1, 1]
+of the original's Normalize(0.5, 0.5)), `config.json`, and with
 `--data_root` or `--split_file` the `split.json` that eval.py scores on (the original's split file
 if given, else a seeded split by scene). Without `--torch_disc` the discriminator is initialised
 afresh.
@@ -66,6 +67,9 @@ def generator_fields(state_dict: StateDict, path: pathlib.Path, upsampling: str 
   if first is None or first.ndim != 4:
     raise CheckpointError(f"{path}: not a SAR2Optical generator state_dict (no 4-D {_FIRST_ENCODER_WEIGHT}); "
                           f"its first keys: {', '.join(list(state_dict)[:5])}")
+  if first.shape[0] != torch_names.ORIGINAL_NGF:
+    raise CheckpointError(f"{path}: its first encoder conv has {first.shape[0]} filters, the original's "
+                          f"{torch_names.ORIGINAL_NGF} (config.model.ngf): not a state_dict of the original's")
   resizes = _RESIZE_CONV_WEIGHT in state_dict
   if upsampling is None and resizes:
     raise CheckpointError(f"{path}: holds the upsampling variant (key {_RESIZE_CONV_WEIGHT}), whose weights do not "

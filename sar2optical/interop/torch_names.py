@@ -22,6 +22,8 @@ import numpy as np
 from sar2optical.core.errors import CheckpointError
 
 Variables = dict[str, Any]
+#: The original generator's base width (`model.ngf`): its state_dicts hold no other.
+ORIGINAL_NGF = 64
 _NORM_NAMES = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
 _BATCHES_TRACKED = ".num_batches_tracked"  # kept by torch, not by us (see to_torch)
 

@@ -1,7 +1,10 @@
 """Scores a generator on a source of pairs, per image, jit-compiled once: the model and the floors.
 
 Floors put a model's numbers in context: a constant image of the mean training colour, and each
-target scored against another target of the same source (a seeded derangement).
+target scored against another target of the same source (a seeded derangement). Two more are diagnostics,
+not baselines, for they see the scored targets' colours: a constant image of the scored pairs' own mean colour
+(`scene_colour`), and each target's own mean colour (`image_colour`: the part of the error that is a colour
+shift of the whole image, which SAR cannot explain).
 
 A model is scored at the pixel it learned (`config.data.fit`): pairs resized to its size (resize fit), or
 (crop fit) pairs at their stored resolution, each translated by a `WholeImageTranslation` — predict.py's
@@ -21,10 +24,13 @@ from tqdm import tqdm
 from sar2optical.data import images, pipeline, sources
 from sar2optical.metrics import distortion
 from sar2optical.model import generator as generator_lib
-from sar2optical.model.generator import Mode
+from sar2optical.model.generator import NO_AVERAGING, Averaging, Mode
 from sar2optical.model.pixels import PixelSpec
 
-FLOORS = ("mean_colour", "other_target")
+FLOORS = ("mean_colour", "other_target", "scene_colour", "image_colour")
+#: The floors that see the scored targets' colours: diagnostics of the error's colour shift, which a model is
+#: expected to score under.
+DIAGNOSTIC_FLOORS = ("scene_colour", "image_colour")
 #: (g_params, g_stats, uint8 SAR (H, W)) → uint8 RGB (H, W, 3): a whole image translated as predict.py translates
 #: it (`inference.tile_engine.TiledTranslation`).
 WholeImageTranslation = Callable[[Any, Any, np.ndarray], np.ndarray]
@@ -47,23 +53,31 @@ class Evaluator:
 
   With `tiled` (a crop-fit model), pairs are scored one at a time at their stored size, translated by
   `tiled` (batch_size is then its tiles per generator call), and scored from its uint8 output.
+  `averaging` (flips and rotations, dropout samples) makes each output a mean; `tiled` brings its own.
   """
 
   def __init__(self, network: nn.Module, pixels: PixelSpec, *, image_size: int, in_channels: int, batch_size: int,
-               mode: Mode = "eval", seed: int = 0, tiled: WholeImageTranslation | None = None):
+               mode: Mode = "eval", seed: int = 0, tiled: WholeImageTranslation | None = None,
+               averaging: Averaging = NO_AVERAGING):
     generator_lib.check_batch(batch_size, mode, "--batch_size")
     self.network, self.pixels, self.mode, self.batch_size, self.seed = network, pixels, mode, batch_size, seed
-    self.image_size, self.in_channels, self.tiled = image_size, in_channels, tiled
-    forward = generator_lib.forward(network, pixels, mode, seed)
+    self.image_size, self.in_channels, self.tiled, self.averaging = image_size, in_channels, tiled, averaging
+    forward = generator_lib.forward(network, pixels, mode, seed, averaging)
 
     def score_model(g_params, g_stats, sar, optical):
       fake = forward(g_params, g_stats, sar)
       return distortion.image_metrics(pixels.to_unit(fake), self._unit(optical)), fake
 
-    def score_floors(optical, other_optical, mean_colour):
+    def score_floors(optical, other_optical, mean_colour, scene_colour):
       target = self._unit(optical)
-      return {"mean_colour": distortion.image_metrics(jnp.broadcast_to(mean_colour, target.shape), target),
-              "other_target": distortion.image_metrics(self._unit(other_optical), target)}
+
+      def constant(colour):
+        return distortion.image_metrics(jnp.broadcast_to(colour, target.shape), target)
+
+      return {"mean_colour": constant(mean_colour),
+              "other_target": distortion.image_metrics(self._unit(other_optical), target),
+              "scene_colour": constant(scene_colour),
+              "image_colour": constant(jnp.mean(target, axis=(1, 2), keepdims=True))}
 
     self._score_model = jax.jit(score_model)
     self._score_uint8 = jax.jit(lambda generated, optical: distortion.image_metrics(self._unit(generated),
@@ -88,8 +102,11 @@ class Evaluator:
     return jax.device_get(self._score_uint8(generated, batch["optical"])), generated
 
   def score(self, g_params: Any, g_stats: Any, source: sources.PairSource, *, mean_colour: np.ndarray | None = None,
-            grid_pairs: int = 0, progress_label: str = "", on_batch: Callable[..., None] | None = None) -> Scores:
+            scene_colour: np.ndarray | None = None, grid_pairs: int = 0, progress_label: str = "",
+            on_batch: Callable[..., None] | None = None) -> Scores:
     """Per-image metrics on `source` (in order); floors too when `mean_colour` is given (needs ≥ 2 pairs).
+
+    `scene_colour` is the scene_colour floor's: `source`'s own mean colour, read here (`mean_colour`) when not given.
 
     With a `progress_label`, a tqdm progress bar (images, rate, ETA) on stderr. `on_batch(index, valid,
     generated, target, other_target)` sees each batch's uint8 images (other_target None without floors).
@@ -98,6 +115,8 @@ class Evaluator:
     model_values = {name: np.zeros(n) for name in distortion.METRICS}
     floor_values = {floor: {name: np.zeros(n) for name in distortion.METRICS} for floor in FLOORS}
     with_floors = mean_colour is not None and n >= 2
+    if with_floors and scene_colour is None:
+      scene_colour = self.mean_colour(source)
     others = iter(self._batches(sources.Reordered(source, distortion.derangement(n, self.seed)))) if with_floors else None
     grid_rows = []
     progress = tqdm(total=n, unit="image", mininterval=1.0, desc=progress_label, disable=not progress_label)
@@ -109,7 +128,8 @@ class Evaluator:
       other_optical = _sized_as(next(others)["optical"], batch["optical"]) if with_floors else None
       if with_floors:
         floors = jax.device_get(self._score_floors(batch["optical"], other_optical,
-                                                   jnp.asarray(mean_colour, jnp.float32)))
+                                                   jnp.asarray(mean_colour, jnp.float32),
+                                                   jnp.asarray(scene_colour, jnp.float32)))
         for floor in FLOORS:
           for name in distortion.METRICS:
             floor_values[floor][name][index] = floors[floor][name][valid]

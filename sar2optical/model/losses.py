@@ -1,4 +1,5 @@
-"""Pix2Pix losses, each a mean over all elements (as PyTorch's): GAN losses of three kinds, L1, feature matching.
+"""Pix2Pix losses, each a mean over all elements (as PyTorch's): GAN losses of three kinds, L1, feature matching,
+and the squared error of local means (a low-frequency L2).
 
 A discriminator's output is one logit map, or a tuple of them (one per scale); a GAN loss is summed
 over scales, as pix2pixHD's, so one map gives exactly the single-scale loss.
@@ -54,6 +55,18 @@ def generator_gan_loss(kind: GanLoss, fake_logits: Logits) -> jax.Array:
 
 def l1_loss(prediction: jax.Array, target: jax.Array) -> jax.Array:
   return jnp.mean(jnp.abs(prediction - target))
+
+
+def lowfreq_loss(prediction: jax.Array, target: jax.Array, pool: int) -> jax.Array:
+  """mean((avgpool(prediction) − avgpool(target))²), average pooling over `pool`×`pool` windows at stride `pool`.
+
+  PSNR rewards the mean of what could be there, L1 its median: this term pulls each window's mean colour
+  towards the target's. Sides must be multiples of `pool`.
+  """
+  def pooled(x: jax.Array) -> jax.Array:
+    b, h, w, c = x.shape
+    return jnp.mean(x.reshape(b, h // pool, pool, w // pool, pool, c), axis=(2, 4))
+  return jnp.mean(jnp.square(pooled(prediction) - pooled(target)))
 
 
 def feature_matching_loss(fake_features: Sequence[jax.Array], real_features: Sequence[jax.Array],

@@ -21,12 +21,17 @@ import jax.numpy as jnp
 
 from sar2optical.model import conv as conv_ops
 
-#: Encoder widths of the original 8-level U-Net; L levels keep the first L.
-UNET_WIDTHS: tuple[int, ...] = (64, 128, 256, 512, 512, 512, 512, 512)
+#: The deepest U-Net: the original's 8 levels (at 256², its bottleneck is 1×1).
+MAX_LEVELS = 8
 Upsampling = Literal["none", "nearest", "bilinear"]
 
 conv_init = nn.initializers.normal(stddev=0.02)
 Dtype = Any  # a computation dtype: jnp.float32, or jnp.bfloat16 for mixed precision
+
+
+def unet_widths(levels: int, ngf: int = 64) -> tuple[int, ...]:
+  """Encoder widths min(ngf·2^i, 8·ngf) of levels i < `levels`; ngf 64 gives the original's 64, 128, 256, 512, 512, …"""
+  return tuple(min(ngf * 2**i, 8 * ngf) for i in range(levels))
 
 
 def norm_scale_init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
@@ -138,7 +143,8 @@ class UpBlock(nn.Module):
   accelerator_form: conv_ops.AcceleratorForm = "dilated"
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool, dropout: bool | None = None) -> jax.Array:
+    """`dropout` (default: `train`) switches dropout apart from BatchNorm's mode (Monte Carlo dropout at inference)."""
     if self.upsampling == "none":
       x = ConvTranspose4x4(self.features, self.dtype, self.accelerator_form, name="up")(x)
     else:
@@ -147,7 +153,7 @@ class UpBlock(nn.Module):
       x = Conv(self.features, 3, use_bias=False, dtype=self.dtype, name="conv")(x)
     x = BatchNorm(name="norm")(x, train)
     if self.dropout_rate > 0:
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+      x = nn.Dropout(self.dropout_rate, deterministic=not (train if dropout is None else dropout))(x)
     return nn.relu(x)
 
 
@@ -155,7 +161,8 @@ class UNetGenerator(nn.Module):
   """U-Net generator with skips: `levels` down blocks, mirrored up blocks, Conv 3×3 head → tanh.
 
   Decoder block i < L outputs the width of encoder level L-1-i and is followed by
-  concat(skip, output); block L maps to 64 channels. Dropout sits on the innermost
+  concat(skip, output); block L maps to `ngf` channels. Encoder widths are `unet_widths(levels, ngf)`
+  (`ngf` 64: the original's). Dropout sits on the innermost
   min(3, L-1) decoder blocks. The input size must be a multiple of 2**levels. Parameters are
   float32; `dtype` is the computation dtype (bfloat16 for mixed precision); the output is float32.
   `accelerator_form` is the transposed convolutions' form off the CPU (`conv.conv_transpose4x4`):
@@ -167,19 +174,21 @@ class UNetGenerator(nn.Module):
   dropout_rate: float = 0.5
   dtype: Dtype = jnp.float32
   accelerator_form: conv_ops.AcceleratorForm = "dilated"
+  ngf: int = 64
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    widths = UNET_WIDTHS[:self.levels]
+  def __call__(self, x: jax.Array, train: bool, dropout: bool | None = None) -> jax.Array:
+    """`train`: BatchNorm's batch statistics (and their update); `dropout`: dropout on, by default when `train`."""
+    widths = unet_widths(self.levels, self.ngf)
     skips = []
     for i, width in enumerate(widths):
       x = DownBlock(width, use_norm=i > 0, dtype=self.dtype, name=f"enc{i + 1}")(x, train)
       skips.append(x)
     x = skips[-1]
     for i in range(1, self.levels + 1):
-      width = widths[self.levels - 1 - i] if i < self.levels else 64
+      width = widths[self.levels - 1 - i] if i < self.levels else self.ngf
       rate = self.dropout_rate if i <= min(3, self.levels - 1) else 0.0
-      x = UpBlock(width, rate, self.upsampling, self.dtype, self.accelerator_form, name=f"dec{i}")(x, train)
+      x = UpBlock(width, rate, self.upsampling, self.dtype, self.accelerator_form, name=f"dec{i}")(x, train, dropout)
       if i < self.levels:
         x = jnp.concatenate([skips[self.levels - 1 - i], x], axis=-1)
     x = Conv(self.out_channels, 3, dtype=self.dtype, name="head")(x)

@@ -10,12 +10,14 @@ import pathlib
 
 import jax
 import ml_collections
+import numpy as np
 from absl import logging
 
 from sar2optical.checkpoints import manager
 from sar2optical.checkpoints.metadata import config_from_metadata, write_config
 from sar2optical.configs import fields
 from sar2optical.core import storage
+from sar2optical.core.errors import DataError
 from sar2optical.data import pipeline, resolve, sources
 from sar2optical.data.augment import Augmentation
 from sar2optical.model.pixels import PixelSpec
@@ -31,6 +33,8 @@ from sar2optical.training.step import jit_train_step
 #: Fields a saved data position depends on: when one differs on resume, the data order restarts at the step.
 DATA_FIELDS = ("seed", "batch_size", "image_size", "model.in_channels", "data.root", "data.split_file", "data.source",
                "data.tfds_data_dir", "data.tfds_config", "data.augment", "data.vflip", "data.rot90")
+#: `model.init_output_mean`'s colour is that of at most this many training pairs, a seeded sample.
+MEAN_COLOUR_PAIRS = 1000
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> TrainState:
@@ -78,7 +82,7 @@ def _train(config: ml_collections.ConfigDict, workdir: storage.Path, mesh: jax.s
     cleanup.callback(checkpoints.wait)
     start_step = checkpoints.latest_step()
     if start_step is None:  # a converted workdir resumes from its step 0
-      state, start_step = new_state(config, recipe, mesh, workdir), 0
+      state, start_step = new_state(config, recipe, mesh, workdir, train_source), 0
     else:
       state = resume(config, recipe, mesh, checkpoints, start_step, data_iterator, data_layout)
     writer = cleanup.enter_context(contextlib.closing(MetricWriter(workdir)))
@@ -96,10 +100,16 @@ def _train(config: ml_collections.ConfigDict, workdir: storage.Path, mesh: jax.s
 
 
 def new_state(config: ml_collections.ConfigDict, recipe: Recipe, mesh: jax.sharding.Mesh,
-              workdir: storage.Path) -> TrainState:
-  """A fresh state, with the networks of `config.init_from` if set; writes WORKDIR/config.json."""
+              workdir: storage.Path, train_source: sources.PairSource) -> TrainState:
+  """A fresh state, with the networks of `config.init_from` if set, else G starting at the mean colour of
+  `train_source` if the recipe says so; writes WORKDIR/config.json."""
+  output_mean = None
+  if recipe.init_output_mean and not config.init_from:
+    output_mean, pairs = mean_colour(train_source, recipe.pixels, config.seed, config.data.skip_bad)
+    logging.info("G starts at the mean colour of %d training pairs (config.model.init_output_mean): RGB %s in the "
+                 "model range", pairs, np.array2string(output_mean, precision=4))
   logging.info("Initialising the networks and their optimizers (compiling the initialiser)…")
-  state = create_state(recipe, mesh, config.seed, config.image_size, config.model.in_channels)
+  state = create_state(recipe, mesh, config.seed, config.image_size, config.model.in_channels, output_mean)
   if config.init_from:
     state, source_step = initialise_from(config.init_from, state, config)
     logging.info("Starting from the networks at step %d of %s (config.init_from), with fresh optimizers",
@@ -107,6 +117,27 @@ def new_state(config: ml_collections.ConfigDict, recipe: Recipe, mesh: jax.shard
   if jax.process_index() == 0:
     write_config(workdir, config)
   return state
+
+
+def mean_colour(source: sources.PairSource, pixels: PixelSpec, seed: int, skip_bad: bool) -> tuple[np.ndarray, int]:
+  """(mean RGB of the stored optical images, in the model range; pairs read) over a sample of at most
+  MEAN_COLOUR_PAIRS pairs of `source` drawn by `seed`: the same on every process.
+
+  An undecodable pair raises its DataError, or with `skip_bad` is passed over.
+  """
+  sample = np.random.default_rng(seed).choice(len(source), min(len(source), MEAN_COLOUR_PAIRS), replace=False)
+  means = []
+  for index in sample:
+    try:
+      optical = source.decode(source[int(index)])["optical"]
+    except DataError:
+      if not skip_bad:
+        raise
+      continue
+    means.append(optical.reshape(-1, 3).mean(axis=0, dtype=np.float64))
+  if not means:
+    raise DataError(f"no training pair of {source.description} can be decoded")
+  return np.asarray(pixels.to_model(np.mean(means, axis=0))), len(means)
 
 
 def resume(config: ml_collections.ConfigDict, recipe: Recipe, mesh: jax.sharding.Mesh,

@@ -21,8 +21,10 @@ if TYPE_CHECKING:  # configs are ml_collections.ConfigDicts; read by attribute o
 class Recipe:
   """The static parts of training: networks, optimizers, losses and weights, EMA decay and pixel mapping.
 
-  The original's recipe: `gan_loss` "bce", `lambda_feat_match` 0 (no feature matching), `ema_decay`
-  0 (no average of G's weights: the state's `g_ema` is None).
+  The original's recipe: `gan_loss` "bce", `lambda_gan` 1, `lambda_feat_match` 0 (no feature matching),
+  `lambda_lowfreq` 0 (no low-frequency L2), `ema_decay` 0 (no average of G's weights: the state's `g_ema` is
+  None), `init_output_mean` False (G's head initialised as every other conv; True: it starts at the training
+  data's mean colour, `state.init_state`'s `output_mean`).
   """
   generator: nn.Module
   discriminator: nn.Module
@@ -33,6 +35,15 @@ class Recipe:
   gan_loss: losses.GanLoss = "bce"
   lambda_feat_match: float = 0.0
   ema_decay: float = 0.0
+  lambda_gan: float = 1.0
+  lambda_lowfreq: float = 0.0
+  lowfreq_pool: int = 8
+  init_output_mean: bool = False
+
+  @property
+  def uses_discriminator(self) -> bool:
+    """Whether G's loss reads D (its adversarial or feature-matching term): without, the step never runs D."""
+    return bool(self.lambda_gan or self.lambda_feat_match)
 
 
 def make_discriminator(model_config: "ml_collections.ConfigDict") -> nn.Module:
@@ -64,4 +75,5 @@ def make_recipe(config: "ml_collections.ConfigDict", pixels: PixelSpec) -> Recip
     return optax.adam(learning_rate_schedule(config), b1=config.optimizer.b1, b2=config.optimizer.b2, eps=1e-8)
   return Recipe(make_generator(config.model), make_discriminator(config.model), adam(), adam(),
                 float(config.loss.lambda_l1), pixels, config.loss.gan, float(config.loss.lambda_feat_match),
-                float(config.model.ema_decay))
+                float(config.model.ema_decay), float(config.loss.lambda_gan), float(config.loss.lambda_lowfreq),
+                int(config.loss.lowfreq_pool), bool(config.model.init_output_mean))

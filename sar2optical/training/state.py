@@ -44,12 +44,30 @@ def inference_variables(state: TrainState) -> tuple[Any, Any]:
   return state.g_ema["params"], state.g_ema["batch_stats"]
 
 
-def init_state(recipe: Recipe, rng: jax.Array, image_size: int, in_channels: int) -> TrainState:
-  """Fresh state: N(0, 0.02) conv kernels, N(1, 0.02) BatchNorm scales, zero biases; the average starts as G."""
+def started_at_colour(g_params: Any, colour: jax.typing.ArrayLike) -> Any:
+  """G's parameters with the head's kernel 0 and bias atanh(`colour` clipped to ±0.999): its output is that colour.
+
+  `colour` (3,) is in the model range, which tanh maps onto; G's other variables, and so its gradients
+  into the head, are unchanged, so that the head learns structure from the first step on.
+  """
+  head = g_params["head"]
+  bias = jnp.arctanh(jnp.clip(jnp.asarray(colour, jnp.float32), -0.999, 0.999))
+  return {**g_params, "head": {**head, "kernel": jnp.zeros_like(head["kernel"]),
+                               "bias": jnp.broadcast_to(bias, head["bias"].shape)}}
+
+
+def init_state(recipe: Recipe, rng: jax.Array, image_size: int, in_channels: int,
+               output_mean: jax.typing.ArrayLike | None = None) -> TrainState:
+  """Fresh state: N(0, 0.02) conv kernels, N(1, 0.02) BatchNorm scales, zero biases; the average starts as G.
+
+  `output_mean` (with `recipe.init_output_mean`): G's output colour at the start (`started_at_colour`).
+  """
   g_key, d_key, rng = jax.random.split(rng, 3)
   sar = jnp.zeros((1, image_size, image_size, in_channels), jnp.float32)
   optical = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
   g_vars = recipe.generator.init(g_key, sar, train=False)
+  if output_mean is not None:
+    g_vars = {**g_vars, "params": started_at_colour(g_vars["params"], output_mean)}
   d_vars = recipe.discriminator.init(d_key, sar, optical, train=False)
   return TrainState(
       step=jnp.zeros((), jnp.int32),
@@ -62,10 +80,10 @@ def init_state(recipe: Recipe, rng: jax.Array, image_size: int, in_channels: int
 
 
 def create_state(recipe: Recipe, mesh: jax.sharding.Mesh, seed: int, image_size: int,
-                 in_channels: int) -> TrainState:
-  """A fresh state, initialised directly into its replicated sharding."""
+                 in_channels: int, output_mean: jax.typing.ArrayLike | None = None) -> TrainState:
+  """A fresh state (`init_state`), initialised directly into its replicated sharding."""
   init = functools.partial(init_state, recipe, image_size=image_size, in_channels=in_channels)
-  return jax.jit(init, out_shardings=mesh_lib.replicated(mesh))(jax.random.PRNGKey(seed))
+  return jax.jit(init, out_shardings=mesh_lib.replicated(mesh))(jax.random.PRNGKey(seed), output_mean=output_mean)
 
 
 def abstract_state(recipe: Recipe, mesh: jax.sharding.Mesh, image_size: int, in_channels: int) -> TrainState:

@@ -180,6 +180,7 @@ class About:
     data: what it was trained on: the data root, or the TFDS build.
     synthetic: whether that is the synthetic demo set (`sar2optical-demo-data`); None if unknown here.
     val_psnr, val_step: the validation PSNR (dB) of the last validation at or before `step`, and its step.
+    averaging: what each translated tile is the mean of (`Translator.averaging`), None when off.
   """
   step: int
   image_size: int
@@ -189,11 +190,13 @@ class About:
   synthetic: bool | None = None
   val_psnr: float | None = None
   val_step: int | None = None
+  averaging: str | None = None
 
   @classmethod
   def of(cls, model: str | pathlib.Path, translator: Translator) -> "About":
     """What the files of `model` (a path that `sar2optical.load` takes) record of `translator`'s generator:
-    an exported artifact its network; a workdir or step directory also the data and the validation PSNR."""
+    an exported artifact its network; a workdir or step directory also the data, the validation PSNR and the
+    translator's averaging when on."""
     path = storage.as_path(model, "the model")
     if path.is_file():
       sidecar = json.loads((path.parent / f"{path.name}.json").read_text())
@@ -209,8 +212,9 @@ class About:
     else:
       data, synthetic = config.data.root, _is_demo_set(pathlib.Path(config.data.root).expanduser())
     scores = _validation_psnr(workdir, translator.step)
+    averaging = translator.averaging.describe() if translator.averaging.on else None
     return cls(translator.step, translator.image_size, config.model.levels, config.num_train_steps, data, synthetic,
-               *(scores or (None, None)))
+               *(scores or (None, None)), averaging)
 
   @classmethod
   def read(cls, path: str | pathlib.Path) -> "About":
@@ -232,13 +236,15 @@ class About:
     return ", ".join(notes) if notes else None
 
   def markdown(self) -> str:
-    """The model in a few lines: step, network and tiles, training data, validation PSNR, and any caveat."""
+    """The model in a few lines: step, network and tiles, training data, validation PSNR, averaging when on, and
+    any caveat."""
     facts = [f"Pix2Pix generator at step {self.step:,}" + (f" of {self.planned_steps:,}" if self.planned_steps else ""),
              "a U-Net" + (f" of {self.levels} levels" if self.levels else "") + f" on {self.image_size}² tiles",
              (f"trained on `{self.data}`" + (" (synthetic demo data)" if self.synthetic else "") if self.data
               else "its training data not recorded"),
              (f"validation PSNR {self.val_psnr:.2f} dB at step {self.val_step:,}" if self.val_psnr is not None
               else "no validation PSNR recorded")]
+    facts += [f"each translated tile the {self.averaging}"] if self.averaging else []
     text = "**The model**: " + "; ".join(facts) + "."
     if caveat := self.caveat():
       text += (f"\n\n**A demonstration model**: {caveat}. Its translations show what the page does, not what "
